@@ -1,0 +1,620 @@
+"""The only module that talks to the chain (web3.py).
+
+Everything else in ledger/ is pure: this adapter fetches what verification
+needs into plain data (:class:`AnchorEvidence`), sends anchoring transactions
+signed with a locally held key, and maps every web3 / transport exception to
+:class:`ledger.errors.ChainError` so no web3 exception leaks to a user.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+from web3 import Web3
+from web3.exceptions import (
+    BlockNotFound,
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.types import FilterParams, TxParams, TxReceipt
+
+from ledger.errors import (
+    BatchIdConflict,
+    ChainError,
+    ChainUnavailable,
+    NotAnchorer,
+    SignerRefused,
+    TransactionFailed,
+)
+from ledger.hashing import keccak256, to_hex
+
+__all__ = [
+    "ANCHORED_EVENT_TOPIC",
+    "AnchorEvidence",
+    "AnchorEvent",
+    "AnchorResult",
+    "ChainClient",
+    "Registry",
+    "SentTransaction",
+    "load_signer",
+    "registry_artifact",
+    "HARDHAT_CHAIN_ID",
+]
+
+HARDHAT_CHAIN_ID = 31337
+# Hardhat's and Anvil's public development mnemonic: anyone holds these keys.
+_DEV_MNEMONIC = "test test test test test test test test test test test junk"
+_DEV_ACCOUNTS = 20
+
+ANCHORED_EVENT_SIGNATURE = "BatchAnchored(uint256,bytes32,uint256)"
+ANCHORED_EVENT_TOPIC = keccak256(ANCHORED_EVENT_SIGNATURE.encode())
+
+T = TypeVar("T")
+
+
+@cache
+def registry_artifact() -> dict[str, Any]:
+    """The committed AnchorRegistry ABI and bytecode (ledger/contracts/)."""
+    text = resources.files("ledger").joinpath("contracts/AnchorRegistry.json").read_text("utf-8")
+    artifact: dict[str, Any] = json.loads(text)
+    return artifact
+
+
+@cache
+def _custom_errors() -> dict[bytes, tuple[str, list[str]]]:
+    """4-byte selector -> (error name, argument types) for the registry's ABI."""
+    errors: dict[bytes, tuple[str, list[str]]] = {}
+    for entry in registry_artifact()["abi"]:
+        if entry["type"] == "error":
+            types = [arg["type"] for arg in entry["inputs"]]
+            selector = keccak256(f"{entry['name']}({','.join(types)})".encode())[:4]
+            errors[selector] = (entry["name"], types)
+    return errors
+
+
+def decode_revert(data: str | bytes | None) -> tuple[str, tuple[Any, ...]] | None:
+    """Decode revert data of one of the registry's custom errors, if it is one."""
+    if data is None:
+        return None
+    raw = (
+        bytes.fromhex(data[2:] if data.startswith("0x") else data)
+        if isinstance(data, str)
+        else data
+    )
+    known = _custom_errors().get(raw[:4])
+    if known is None:
+        return None
+    name, types = known
+    try:
+        return name, tuple(abi_decode(types, raw[4:]))
+    except Exception:  # noqa: BLE001 - malformed revert data is "not one of ours"
+        return None
+
+
+@cache
+def _dev_addresses() -> frozenset[str]:
+    seed = seed_from_mnemonic(_DEV_MNEMONIC, "")
+    return frozenset(
+        Account.from_key(key_from_seed(seed, f"m/44'/60'/0'/0/{i}")).address
+        for i in range(_DEV_ACCOUNTS)
+    )
+
+
+def is_development_key(address: str) -> bool:
+    """Whether ``address`` belongs to Hardhat's public development mnemonic."""
+    return to_checksum_address(address) in _dev_addresses()
+
+
+def check_signer_allowed(signer: LocalAccount, chain_id: int) -> None:
+    """Refuse the public Hardhat keys anywhere but a local chain (id 31337).
+
+    Those keys are printed by every Hardhat node: on a real network, anyone
+    could anchor with them.
+    """
+    if chain_id != HARDHAT_CHAIN_ID and is_development_key(signer.address):
+        raise SignerRefused(
+            f"signer {signer.address} is one of Hardhat's public development keys; "
+            f"it may only be used on the local chain {HARDHAT_CHAIN_ID}, not on chain {chain_id}"
+        )
+
+
+def load_signer(
+    *, key: str | None = None, keystore: Path | None = None, password: str | None = None
+) -> LocalAccount:
+    """A local signing key, from a hex private key or an encrypted keystore file."""
+    if key and keystore:
+        raise SignerRefused("give a signer key or a keystore, not both")
+    if keystore is not None:
+        try:
+            encrypted = json.loads(keystore.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SignerRefused(f"cannot read keystore {keystore}: {exc}") from exc
+        if password is None:
+            raise SignerRefused("the keystore needs a password (ANCLA_SIGNER_PASSWORD)")
+        try:
+            private_key = Account.decrypt(encrypted, password)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Never echo the password; the library's message does not contain it.
+            raise SignerRefused(f"cannot decrypt keystore {keystore}: {exc}") from exc
+        account: LocalAccount = Account.from_key(private_key)
+        return account
+    if not key:
+        raise SignerRefused("no signer configured: set ANCLA_SIGNER_KEY or ANCLA_SIGNER_KEYSTORE")
+    try:
+        account = Account.from_key(key)
+    except (ValueError, TypeError):
+        # The message must not contain the key itself.
+        raise SignerRefused("the signer key is not a valid secp256k1 private key") from None
+    return account
+
+
+@dataclass(frozen=True, slots=True)
+class SentTransaction:
+    tx_hash: str
+    nonce: int
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorEvent:
+    """One BatchAnchored log, decoded."""
+
+    contract: str
+    batch_id: int
+    root: str
+    leaf_count: int
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorResult:
+    """A mined anchoring transaction: everything a receipt's ``anchor`` needs."""
+
+    chain_id: int
+    contract: str
+    batch_id: int
+    root: str
+    leaf_count: int
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    log_index: int
+    timestamp: int
+    gas_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorEvidence:
+    """What the chain says about one anchor claim, fetched in one go.
+
+    ``ledger.verify`` compares it with the receipt; nothing here is judged.
+    """
+
+    chain_id: int
+    head_number: int
+    contract_has_code: bool
+    root_on_chain: str | None
+    tx_found: bool
+    tx_status: int | None
+    tx_to: str | None
+    tx_block_number: int | None
+    tx_block_hash: str | None
+    events: tuple[AnchorEvent, ...]
+    block_hash_at_height: str | None
+    block_timestamp: int | None
+
+
+def _hex(value: Any) -> str:
+    """HexBytes / bytes / str -> 0x + lowercase hex."""
+    if isinstance(value, bytes | bytearray):
+        return to_hex(bytes(value))
+    text = str(value).lower()
+    return text if text.startswith("0x") else "0x" + text
+
+
+@contextmanager
+def _rpc(what: str) -> Iterator[None]:
+    """Map transport and web3 failures to ChainError subclasses, naming the call."""
+    try:
+        yield
+    except ChainError:
+        raise
+    except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+        raise ChainUnavailable(f"RPC endpoint unreachable during {what}: {exc}") from exc
+    except requests.RequestException as exc:
+        raise ChainUnavailable(f"RPC transport error during {what}: {exc}") from exc
+    except Web3RPCError as exc:
+        raise ChainError(f"RPC error during {what}: {exc.message or exc}") from exc
+    except (Web3Exception, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A node answering garbage surfaces as decoding errors of every kind.
+        raise ChainUnavailable(f"unusable RPC answer during {what}: {exc}") from exc
+
+
+class ChainClient:
+    """A JSON-RPC connection to one EVM chain."""
+
+    def __init__(self, rpc_url: str, *, timeout: float = 10.0) -> None:
+        self.rpc_url = rpc_url
+        self.w3 = Web3(
+            Web3.HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": timeout},
+                # Retries are the caller's policy (the worker backs off); a
+                # verifier must fail fast when the node is down.
+                exception_retry_configuration=None,
+            )
+        )
+        self._chain_id: int | None = None
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        with _rpc(what):
+            return fn()
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = self.call("eth_chainId", lambda: int(self.w3.eth.chain_id))
+        return self._chain_id
+
+    def head(self) -> int:
+        return self.call("eth_blockNumber", lambda: int(self.w3.eth.block_number))
+
+    def block_hash_at(self, number: int) -> str | None:
+        def fetch() -> str | None:
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+            return _hex(block["hash"])
+
+        return self.call("eth_getBlockByNumber", fetch)
+
+    def genesis_hash(self) -> str:
+        found = self.block_hash_at(0)
+        if found is None:
+            raise ChainUnavailable("the node has no genesis block")
+        return found
+
+    def code_at(self, address: str) -> bytes:
+        return self.call(
+            "eth_getCode", lambda: bytes(self.w3.eth.get_code(to_checksum_address(address)))
+        )
+
+    def registry(self, address: str) -> Registry:
+        if not is_address(address):
+            raise ChainError(f"not an address: {address!r}")
+        return Registry(self, to_checksum_address(address))
+
+    # -- sending ----------------------------------------------------------------
+
+    def _fees(self, *, legacy: bool, gas_price: int | None) -> dict[str, Any]:
+        """Fee fields: legacy gasPrice (Besu/LACChain, zero-gas chains) or EIP-1559."""
+        if gas_price is not None:
+            return {"gasPrice": gas_price}
+        latest = self.call("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
+        base_fee = latest.get("baseFeePerGas")
+        if legacy or base_fee is None:
+            return {"gasPrice": self.call("eth_gasPrice", lambda: self.w3.eth.gas_price)}
+        try:
+            priority = int(self.w3.eth.max_priority_fee)
+        except (Web3Exception, ValueError):
+            priority = Web3.to_wei(1, "gwei")
+        return {"maxFeePerGas": 2 * int(base_fee) + priority, "maxPriorityFeePerGas": priority}
+
+    def send(
+        self,
+        signer: LocalAccount,
+        tx: dict[str, Any],
+        *,
+        what: str,
+        nonce: int | None = None,
+        legacy: bool = False,
+        gas_price: int | None = None,
+    ) -> SentTransaction:
+        """Sign ``tx`` locally and broadcast it; the node never holds the key."""
+        check_signer_allowed(signer, self.chain_id)
+        with _rpc(what):
+            if nonce is None:
+                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
+            full: dict[str, Any] = {
+                **tx,
+                "from": signer.address,
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                **self._fees(legacy=legacy, gas_price=gas_price),
+            }
+            try:
+                estimate = self.w3.eth.estimate_gas(cast(TxParams, full))
+            except (ContractCustomError, ContractLogicError) as exc:
+                raise _revert_error(exc, what) from exc
+            # Estimates are exact on a quiet chain; the margin covers state
+            # changing between estimate and inclusion.
+            full["gas"] = int(estimate * 1.25) + 10_000
+            signed = signer.sign_transaction(full)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        return SentTransaction(tx_hash=_hex(tx_hash), nonce=int(nonce), sender=signer.address)
+
+    def wait(self, tx_hash: str, *, timeout: float = 120.0, poll: float = 0.1) -> TxReceipt:
+        """The receipt of a mined transaction; TransactionFailed if it reverted."""
+        with _rpc("eth_getTransactionReceipt"):
+            try:
+                receipt = self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash,  # type: ignore[arg-type]
+                    timeout=timeout,
+                    poll_latency=poll,
+                )
+            except TimeExhausted as exc:
+                raise TransactionFailed(
+                    f"transaction {tx_hash} was not mined within {timeout:g} s"
+                ) from exc
+        if receipt["status"] != 1:
+            raise TransactionFailed(f"transaction {tx_hash} reverted")
+        return receipt
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        def fetch() -> TxReceipt | None:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return None
+
+        return self.call("eth_getTransactionReceipt", fetch)
+
+    def deploy_registry(
+        self,
+        signer: LocalAccount,
+        *,
+        admin: str | None = None,
+        anchorer: str | None = None,
+        legacy: bool = False,
+        gas_price: int | None = None,
+        timeout: float = 120.0,
+    ) -> tuple[str, str]:
+        """Deploy AnchorRegistry; returns (contract address, deployment tx hash).
+
+        ``admin`` and ``anchorer`` default to the signer.
+        """
+        artifact = registry_artifact()
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        with _rpc("deploy"):
+            tx = factory.constructor(
+                to_checksum_address(admin or signer.address),
+                to_checksum_address(anchorer or signer.address),
+            ).build_transaction({"from": signer.address, "gas": 0, "gasPrice": 0})
+        sent = self.send(
+            signer, {"data": tx["data"]}, what="deploy", legacy=legacy, gas_price=gas_price
+        )
+        receipt = self.wait(sent.tx_hash, timeout=timeout)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise TransactionFailed(f"deployment {sent.tx_hash} created no contract")
+        return to_checksum_address(address), sent.tx_hash
+
+
+def _revert_error(exc: ContractLogicError, what: str) -> ChainError:
+    decoded = decode_revert(getattr(exc, "data", None))
+    if decoded is not None:
+        name, args = decoded
+        if name == "UnexpectedBatchId":
+            expected, given = int(args[0]), int(args[1])
+            return BatchIdConflict(
+                f"the registry expects batch {expected} next, not {given}",
+                expected=expected,
+                given=given,
+            )
+        if name == "AccessControlUnauthorizedAccount":
+            return NotAnchorer(f"{args[0]} does not hold the registry's anchorer role")
+        return TransactionFailed(f"{what} would revert with {name}{args}")
+    return TransactionFailed(f"{what} would revert: {exc}")
+
+
+class Registry:
+    """One deployed AnchorRegistry."""
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = address
+        self.contract = client.w3.eth.contract(address=address, abi=registry_artifact()["abi"])  # type: ignore[call-overload]
+
+    def next_batch_id(self) -> int:
+        return self.client.call(
+            "nextBatchId", lambda: int(self.contract.functions.nextBatchId().call())
+        )
+
+    def root_of(self, batch_id: int) -> str:
+        return self.client.call(
+            "rootOf", lambda: _hex(self.contract.functions.rootOf(batch_id).call())
+        )
+
+    def verify_on_chain(self, batch_id: int, record_hash: str, proof: list[str]) -> bool:
+        return self.client.call(
+            "verify",
+            lambda: bool(self.contract.functions.verify(batch_id, record_hash, proof).call()),
+        )
+
+    def is_anchorer(self, address: str) -> bool:
+        def fetch() -> bool:
+            role = self.contract.functions.ANCHORER_ROLE().call()
+            return bool(self.contract.functions.hasRole(role, to_checksum_address(address)).call())
+
+        return self.client.call("hasRole", fetch)
+
+    def send_anchor(
+        self,
+        signer: LocalAccount,
+        *,
+        batch_id: int,
+        root: str,
+        leaf_count: int,
+        nonce: int | None = None,
+        legacy: bool = False,
+        gas_price: int | None = None,
+    ) -> SentTransaction:
+        """Broadcast anchor(batch_id, root, leaf_count); simulated first, so a
+        replayed or out-of-sequence batch id raises BatchIdConflict before sending."""
+        data = self.contract.encode_abi("anchor", args=[batch_id, root, leaf_count])
+        return self.client.send(
+            signer,
+            {"to": self.address, "data": data},
+            what=f"anchor(batch {batch_id})",
+            nonce=nonce,
+            legacy=legacy,
+            gas_price=gas_price,
+        )
+
+    def anchor_result(self, receipt: TxReceipt, *, batch_id: int) -> AnchorResult:
+        """Turn a mined anchoring transaction's receipt into an AnchorResult."""
+        events = [e for e in self._decode_logs(receipt) if e.batch_id == batch_id]
+        if not events:
+            raise TransactionFailed(
+                f"transaction {_hex(receipt['transactionHash'])} emitted no BatchAnchored "
+                f"for batch {batch_id}"
+            )
+        event = events[0]
+        block = self.client.call(
+            "eth_getBlockByHash", lambda: self.client.w3.eth.get_block(receipt["blockHash"])
+        )
+        return AnchorResult(
+            chain_id=self.client.chain_id,
+            contract=self.address,
+            batch_id=event.batch_id,
+            root=event.root,
+            leaf_count=event.leaf_count,
+            tx_hash=event.tx_hash,
+            block_number=event.block_number,
+            block_hash=event.block_hash,
+            log_index=event.log_index,
+            timestamp=int(block["timestamp"]),
+            gas_used=int(receipt["gasUsed"]),
+        )
+
+    def anchor(
+        self,
+        signer: LocalAccount,
+        *,
+        batch_id: int,
+        root: str,
+        leaf_count: int,
+        legacy: bool = False,
+        gas_price: int | None = None,
+        timeout: float = 120.0,
+    ) -> AnchorResult:
+        """Send, wait for, and decode one anchoring transaction."""
+        sent = self.send_anchor(
+            signer,
+            batch_id=batch_id,
+            root=root,
+            leaf_count=leaf_count,
+            legacy=legacy,
+            gas_price=gas_price,
+        )
+        receipt = self.client.wait(sent.tx_hash, timeout=timeout)
+        return self.anchor_result(receipt, batch_id=batch_id)
+
+    def _decode_logs(self, receipt: TxReceipt) -> list[AnchorEvent]:
+        return [event for log in receipt["logs"] if (event := self._decode_log(log)) is not None]
+
+    def _decode_log(self, log: Any) -> AnchorEvent | None:
+        """Decode a BatchAnchored log of *any* contract (the caller checks the address)."""
+        topics = log["topics"]
+        if len(topics) != 3 or bytes(topics[0]) != ANCHORED_EVENT_TOPIC:
+            return None
+        data = bytes(log["data"])
+        if len(data) != 32:
+            return None
+        return AnchorEvent(
+            contract=to_checksum_address(log["address"]),
+            batch_id=int.from_bytes(bytes(topics[1]), "big"),
+            root=_hex(topics[2]),
+            leaf_count=int.from_bytes(data, "big"),
+            tx_hash=_hex(log["transactionHash"]),
+            block_number=int(log["blockNumber"]),
+            block_hash=_hex(log["blockHash"]),
+            log_index=int(log["logIndex"]),
+        )
+
+    def find_anchor_events(
+        self, *, batch_id: int | None = None, from_block: int = 0, to_block: int | str = "latest"
+    ) -> list[AnchorEvent]:
+        """BatchAnchored logs of this registry (optionally for one batch id)."""
+        topics: list[Any] = [to_hex(ANCHORED_EVENT_TOPIC)]
+        if batch_id is not None:
+            topics.append(to_hex(batch_id.to_bytes(32, "big")))
+
+        def fetch() -> list[AnchorEvent]:
+            query = {
+                "address": self.address,
+                "topics": topics,
+                "fromBlock": from_block,
+                "toBlock": to_block,
+            }
+            logs = self.client.w3.eth.get_logs(cast(FilterParams, query))
+            return [e for log in logs if (e := self._decode_log(log)) is not None]
+
+        return self.client.call("eth_getLogs", fetch)
+
+    def evidence(self, *, batch_id: int, tx_hash: str, block_number: int) -> AnchorEvidence:
+        """Fetch everything needed to judge one anchor claim against this registry."""
+        client = self.client
+        chain_id = client.chain_id
+        head = client.head()
+        has_code = len(client.code_at(self.address)) > 0
+        root = self.root_of(batch_id) if has_code else None
+        receipt = client.receipt(tx_hash)
+        block_hash = client.block_hash_at(block_number)
+        timestamp: int | None = None
+        if block_hash is not None:
+            block = client.call(
+                "eth_getBlockByNumber", lambda: client.w3.eth.get_block(block_number)
+            )
+            timestamp = int(block["timestamp"])
+        return AnchorEvidence(
+            chain_id=chain_id,
+            head_number=head,
+            contract_has_code=has_code,
+            root_on_chain=root,
+            tx_found=receipt is not None,
+            tx_status=None if receipt is None else int(receipt["status"]),
+            tx_to=None
+            if receipt is None or receipt.get("to") is None
+            else to_checksum_address(receipt["to"]),
+            tx_block_number=None if receipt is None else int(receipt["blockNumber"]),
+            tx_block_hash=None if receipt is None else _hex(receipt["blockHash"]),
+            events=() if receipt is None else tuple(self._decode_logs(receipt)),
+            block_hash_at_height=block_hash,
+            block_timestamp=timestamp,
+        )
+
+
+def wait_for_rpc(rpc_url: str, *, timeout: float = 30.0) -> int:
+    """Poll ``rpc_url`` until it answers eth_chainId; returns the chain id."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return ChainClient(rpc_url, timeout=2.0).chain_id
+        except ChainError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise ChainUnavailable(f"no chain answered at {rpc_url} within {timeout:g} s: {last}")

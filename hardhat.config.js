@@ -44,12 +44,15 @@ module.exports = {
   paths: {
     sources: "./contracts",
     tests: "./contracts/test",
-    cache: "./var/hardhat/cache",
-    artifacts: "./var/hardhat/artifacts",
+    // Overridable so a test can compile from scratch without a stale cache.
+    cache: path.join(process.env.ANCLA_HARDHAT_BUILD_DIR || "./var/hardhat", "cache"),
+    artifacts: path.join(process.env.ANCLA_HARDHAT_BUILD_DIR || "./var/hardhat", "artifacts"),
   },
   networks: {
     hardhat: {
-      chainId: 31337,
+      // Tests start a second node on another chain id to exercise the refusal of
+      // Hardhat's public keys outside the local chain.
+      chainId: Number(process.env.ANCLA_HARDHAT_CHAIN_ID || 31337),
     },
   },
 };

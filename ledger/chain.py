@@ -90,15 +90,20 @@ def _custom_errors() -> dict[bytes, tuple[str, list[str]]]:
     return errors
 
 
-def decode_revert(data: str | bytes | None) -> tuple[str, tuple[Any, ...]] | None:
-    """Decode revert data of one of the registry's custom errors, if it is one."""
-    if data is None:
+def decode_revert(data: object) -> tuple[str, tuple[Any, ...]] | None:
+    """Decode revert data of one of the registry's custom errors, if it is one.
+
+    web3 hands revert data over as a hex string, or as the node's error
+    object ``{"message": ..., "data": "0x..."}`` depending on the node.
+    """
+    if isinstance(data, dict):
+        data = data.get("data")
+    if not isinstance(data, str):
         return None
-    raw = (
-        bytes.fromhex(data[2:] if data.startswith("0x") else data)
-        if isinstance(data, str)
-        else data
-    )
+    try:
+        raw = bytes.fromhex(data.removeprefix("0x"))
+    except ValueError:
+        return None
     known = _custom_errors().get(raw[:4])
     if known is None:
         return None
@@ -424,7 +429,9 @@ def _revert_error(exc: ContractLogicError, what: str) -> ChainError:
                 given=given,
             )
         if name == "AccessControlUnauthorizedAccount":
-            return NotAnchorer(f"{args[0]} does not hold the registry's anchorer role")
+            return NotAnchorer(
+                f"{to_checksum_address(args[0])} does not hold the registry's anchorer role"
+            )
         return TransactionFailed(f"{what} would revert with {name}{args}")
     return TransactionFailed(f"{what} would revert: {exc}")
 

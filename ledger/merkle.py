@@ -16,6 +16,7 @@ proofs and dumps with the JS library itself on random sets.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,14 +205,23 @@ class MerkleTree:
         form of every node.
         """
         tree = self._tree
-        hexes = ["0x" + node.hex() for node in tree]
-        paths: list[tuple[str, ...]] = [()] * len(tree)
-        for parent in range(len(tree) // 2):
-            above = paths[parent]
-            left = 2 * parent + 1
-            paths[left] = (hexes[left + 1],) + above
-            paths[left + 1] = (hexes[left],) + above
-        return [list(paths[i]) for i in self._tree_index]
+        # Building ~2n small tuples trips the cyclic GC over and over (half the
+        # time of this method, measured at 100k leaves); nothing here can form
+        # a cycle, so collection is paused for the duration.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            hexes = ["0x" + node.hex() for node in tree]
+            paths: list[tuple[str, ...]] = [()] * len(tree)
+            for parent in range(len(tree) // 2):
+                above = paths[parent]
+                left = 2 * parent + 1
+                paths[left] = (hexes[left + 1],) + above
+                paths[left + 1] = (hexes[left],) + above
+            return [list(paths[i]) for i in self._tree_index]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def verify(self, record_hash: str, proof: Sequence[str]) -> bool:
         """Whether ``proof`` proves ``record_hash`` against this tree's root."""

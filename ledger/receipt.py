@@ -26,6 +26,7 @@ from pydantic import (
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError, ReceiptFormatError
 from ledger.hashing import from_hex32
+from ledger.merkle import leaf_of
 
 __all__ = ["Receipt", "MerkleSection", "BatchRef", "AnchorRef", "RECEIPT_VERSION"]
 
@@ -148,6 +149,47 @@ class Receipt(BaseModel):
             return cls.model_validate(dict(data))
         except ValidationError as exc:
             raise ReceiptFormatError(_describe(exc)) from None
+
+    @classmethod
+    def pending(cls, record_hash: str) -> Receipt:
+        return cls(hash=record_hash, status="pending", merkle=None, batch=None, anchor=None)
+
+    @classmethod
+    def anchored(
+        cls,
+        *,
+        record_hash: str,
+        proof: list[str],
+        root: str,
+        batch_id: int,
+        batch_size: int,
+        chain_id: int,
+        contract: str,
+        tx_hash: str,
+        block_number: int,
+        block_hash: str,
+        log_index: int,
+        timestamp: int,
+        final: bool = False,
+    ) -> Receipt:
+        """The receipt of a record whose batch is anchored (``final`` after K confirmations)."""
+        return cls.model_validate(
+            {
+                "hash": record_hash,
+                "status": "final" if final else "anchored",
+                "merkle": {"leaf": leaf_of(record_hash), "proof": proof, "root": root},
+                "batch": {"id": batch_id, "size": batch_size},
+                "anchor": {
+                    "chain_id": chain_id,
+                    "contract": contract,
+                    "tx_hash": tx_hash,
+                    "block_number": block_number,
+                    "block_hash": block_hash,
+                    "log_index": log_index,
+                    "timestamp": timestamp,
+                },
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The receipt as JSON data, members in the order DESIGN §2 writes them."""

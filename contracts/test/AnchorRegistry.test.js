@@ -71,6 +71,15 @@ const ROOT_C = ethers.id("root C");
 
 describe("AnchorRegistry", function () {
   describe("roles", function () {
+    it("refuses the zero address as admin or anchorer", async function () {
+      const [deployer, someone] = await ethers.getSigners();
+      const factory = await ethers.getContractFactory("AnchorRegistry", deployer);
+      await expect(factory.deploy(ethers.ZeroAddress, someone.address))
+        .to.be.revertedWithCustomError(factory, "ZeroAddress");
+      await expect(factory.deploy(someone.address, ethers.ZeroAddress))
+        .to.be.revertedWithCustomError(factory, "ZeroAddress");
+    });
+
     it("grants DEFAULT_ADMIN_ROLE only to admin and ANCHORER_ROLE only to anchorer", async function () {
       const { registry, deployer, admin, anchorer, outsider, ANCHORER_ROLE, DEFAULT_ADMIN_ROLE } =
         await loadFixture(deployFixture);
@@ -446,7 +455,7 @@ describe("AnchorRegistry", function () {
     }
   });
 
-  describe("proofs produced by Python (tests/vectors/merkle/known-answers.json)", function () {
+  describe("known-answer vectors shared with the Python tests (tests/vectors/merkle/known-answers.json)", function () {
     // Read at definition time so each case becomes its own test. Any problem
     // with the file becomes one failing test rather than a skipped suite.
     const { cases, problem } = loadVectors();

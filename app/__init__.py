@@ -1,0 +1,1 @@
+"""Ancla's service: settings, storage, HTTP API, batcher, anchor worker, CLI."""

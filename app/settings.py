@@ -1,0 +1,56 @@
+"""Settings from ``ANCLA_*`` environment variables (and CLI flags), via pydantic-settings.
+
+Defaults are the embedded development set-up (SQLite under ./var, a local
+Hardhat node). Outside ``dev`` the class refuses defaults that are unsafe
+there, so a production process cannot start half-configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/ancla.db"
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANCLA_", extra="ignore")
+
+    environment: Literal["dev", "test", "production"] = "dev"
+    database_url: str = DEFAULT_DATABASE_URL
+    rpc_url: str = DEFAULT_RPC_URL
+    contract_address: str | None = None
+    signer_key: SecretStr | None = None
+    signer_keystore: Path | None = None
+    signer_password: SecretStr | None = None
+    # Blocks on top of (and including) the anchoring block before "final".
+    confirmations: int = Field(default=1, ge=1, le=10_000)
+    # A batch is sealed at this many records...
+    batch_max_size: int = Field(default=1000, ge=1, le=100_000)
+    # ... or when its oldest record is this old.
+    batch_max_age_seconds: float = Field(default=5.0, gt=0, le=86_400)
+    # Besu/LACChain: legacy (type 0) transactions, usually with zero gas price.
+    legacy_transactions: bool = False
+    gas_price_wei: int | None = Field(default=None, ge=0)
+    rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> Settings:
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.database_url == DEFAULT_DATABASE_URL:
+            problems.append("ANCLA_DATABASE_URL must be set (not the dev SQLite file)")
+        if self.rpc_url == DEFAULT_RPC_URL:
+            problems.append("ANCLA_RPC_URL must be set (not the local dev node)")
+        if not self.contract_address:
+            problems.append("ANCLA_CONTRACT_ADDRESS must be set")
+        if self.confirmations < 2:
+            problems.append("ANCLA_CONFIRMATIONS must be at least 2 in production")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

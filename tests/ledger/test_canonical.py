@@ -1,0 +1,107 @@
+"""Canonical form (RFC 8785) and record hash: known answers and strict parsing."""
+
+from __future__ import annotations
+
+import pytest
+from Crypto.Hash import keccak as pycryptodome_keccak
+
+from ledger import CanonicalError, canonical_bytes, parse_record, record_hash
+from ledger.canonical import parse_json_strict
+
+pytestmark = pytest.mark.unit
+
+
+def reference_keccak(data: bytes) -> str:
+    """An independent Keccak-256 (pycryptodome), to check the fast one."""
+    return "0x" + pycryptodome_keccak.new(digest_bits=256, data=data).hexdigest()
+
+
+def test_canonical_form_sorts_keys_by_utf16_and_keeps_utf8() -> None:
+    # RFC 8785 §3.2.3 sorting example: keys compare by UTF-16 code units.
+    record = {
+        "schema": "s",
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+    expected = (
+        '{"\\r":"Carriage Return","1":"One","schema":"s","\u0080":"Control",'
+        '"\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign",'
+        '"\U0001f600":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}'
+    ).encode()
+    assert canonical_bytes(record) == expected
+
+
+def test_record_hash_is_keccak_of_jcs_known_answer() -> None:
+    record = {
+        "schema": "ancla/purchase-order/1",
+        "purchase_order": {"order_number": "OCAM-2026-1556-7-0", "total": "5796.99"},
+    }
+    jcs = (
+        b'{"purchase_order":{"order_number":"OCAM-2026-1556-7-0","total":"5796.99"},'
+        b'"schema":"ancla/purchase-order/1"}'
+    )
+    assert canonical_bytes(record) == jcs
+    assert record_hash(record) == reference_keccak(jcs)
+    # Reproduce: python -c "from Crypto.Hash import keccak;
+    #   print(keccak.new(digest_bits=256, data=b'<jcs above>').hexdigest())"
+    assert record_hash(record) == (
+        "0x3d54ee23ebeea6db3e50244ee9f778d92927120b3972fb14e29ea9303cb1ab70"
+    )
+
+
+def test_key_order_and_whitespace_do_not_change_the_hash() -> None:
+    a = parse_record(b'{"schema": "x", "b": "2", "a": {"d": [1, 2], "c": "\\u00e9"}}')
+    b = parse_record('{"a":{"c":"é","d":[1,2]},"b":"2","schema":"x"}')
+    assert record_hash(a) == record_hash(b)
+
+
+def test_any_change_changes_the_hash() -> None:
+    base = {"schema": "x", "total": "100.00"}
+    assert record_hash(base) != record_hash({"schema": "x", "total": "100.0"})
+    assert record_hash(base) != record_hash({"schema": "x", "total": "100.00", "y": None})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"schema":"x","a":1,"a":2}', "duplicate key 'a'"),
+        (b'{"schema":"x","a":NaN}', "NaN is not valid JSON"),
+        (b'{"schema":"x","a":Infinity}', "Infinity is not valid JSON"),
+        (b'{"schema":"x","a":-Infinity}', "-Infinity is not valid JSON"),
+        (b'{"schema":"x","a":"\xff"}', "not valid UTF-8 at byte 19"),
+        (b'{"schema":"x",', "invalid JSON"),
+        (b"\xef\xbb\xbf{}", "byte-order mark"),
+        (b'["schema"]', "a record must be a JSON object, got list"),
+        (b'{"a":1}', 'non-empty string member "schema"'),
+        (b'{"schema":""}', 'non-empty string member "schema"'),
+        (b'{"schema":"x","n":9007199254740993}', "cannot be canonicalized"),
+        (b'{"schema":"x","s":"\\ud800"}', "non-UTF-8 codepoints"),
+    ],
+)
+def test_parse_record_rejects_with_a_clear_error(data: bytes, message: str) -> None:
+    with pytest.raises(CanonicalError, match=message.replace("(", r"\(")):
+        parse_record(data)
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(CanonicalError, match="nested deeper than 64 levels"):
+        parse_json_strict(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_record_hash_refuses_non_records() -> None:
+    with pytest.raises(CanonicalError, match="must be a JSON object"):
+        record_hash(["schema"])  # type: ignore[arg-type]
+    with pytest.raises(CanonicalError, match="unsupported type"):
+        record_hash({"schema": "x", "when": object()})
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    deep_text = "[" * 1000 + '\\"{'
+    record = parse_record('{"schema":"x","s":"' + deep_text + '"}')
+    assert record["s"] == "[" * 1000 + '"{'
+    assert parse_json_strict("[" * 64 + "]" * 64) is not None

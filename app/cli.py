@@ -223,6 +223,278 @@ def _report(report: dict[str, Any] | None, as_json: bool, *, error: str | None) 
         err.print(f"[bold red]invalid[/]: {error}", highlight=False, soft_wrap=True)
 
 
+# -- database -------------------------------------------------------------------
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def upgrade_database(database_url: str) -> None:
+    """Apply every Alembic migration to ``database_url`` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from app.db import PROJECT_ROOT, normalise_url
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="[env: ANCLA_DATABASE_URL]")
+]
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply all migrations (creates the SQLite file under ./var by default)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = _settings(database_url=database_url)
+    try:
+        upgrade_database(settings.database_url)
+    except SQLAlchemyError as exc:
+        _fail(
+            f"cannot migrate the database: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'orig', None) or exc}"
+        )
+    out.print("database is at the latest schema")
+
+
+def _session(settings: Any) -> Any:
+    from app.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.database_url, pool_size=1))()
+
+
+# -- agencies -------------------------------------------------------------------
+
+agency_app = typer.Typer(help="Agencies and their API keys.", no_args_is_help=True)
+app.add_typer(agency_app, name="agency")
+
+
+def _service_call(fn: Any, **kwargs: Any) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.errors import AnclaError
+
+    try:
+        return fn(**kwargs)
+    except AnclaError as exc:
+        _fail(exc.detail, 1)
+    except SQLAlchemyError as exc:
+        _fail(
+            f"database error: {exc.__class__.__name__} "
+            "(is the schema up to date? run `ancla db upgrade`)"
+        )
+
+
+@agency_app.command("add")
+def agency_add(
+    ruc: Annotated[str, typer.Option(help="The agency's RUC (11 digits)")],
+    name: Annotated[str, typer.Option(help="The agency's name")],
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an agency and print its API key (shown once; only its hash is stored)."""
+    from app.services.agencies import add_agency
+
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        created = _service_call(add_agency, session=session, ruc=ruc, name=name)
+    if as_json:
+        _print_json(
+            {"ruc": created.agency.ruc, "name": created.agency.name, "api_key": created.api_key}
+        )
+        return
+    out.print(f"agency {created.agency.ruc} ({created.agency.name}) added")
+    out.print(f"API key (shown once): [bold]{created.api_key}[/]", highlight=False)
+
+
+@agency_app.command("list")
+def agency_list(database_url: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List agencies (never their keys)."""
+    from app.services.agencies import list_agencies
+
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        agencies = _service_call(list_agencies, session=session)
+    rows = [
+        {
+            "ruc": a.ruc,
+            "name": a.name,
+            "created_at": a.created_at.isoformat(),
+            "revoked_at": a.revoked_at.isoformat() if a.revoked_at else None,
+        }
+        for a in agencies
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("RUC", "name", "created", "revoked")
+    for row in rows:
+        table.add_row(
+            row["ruc"], row["name"], row["created_at"][:19], (row["revoked_at"] or "")[:19]
+        )
+    out.print(table)
+
+
+@agency_app.command("revoke")
+def agency_revoke(
+    ruc: Annotated[str, typer.Option(help="The agency's RUC")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke an agency's API key at once (its records stay)."""
+    from app.services.agencies import revoke_agency
+
+    settings = _settings(database_url=database_url)
+    with _session(settings) as session:
+        agency = _service_call(revoke_agency, session=session, ruc=ruc)
+    out.print(f"agency {agency.ruc}: API key revoked")
+
+
+# -- service, worker, anchoring ---------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run `ancla worker` apart")
+    ] = False,
+) -> None:
+    """Run the production API (settings from ANCLA_* variables)."""
+    import os
+
+    import uvicorn
+
+    _settings()  # refuse bad settings before forking workers
+    os.environ["ANCLA_RUN_WORKER"] = "0" if no_worker else "1"
+    uvicorn.run(
+        "app.main:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the anchor worker alone: seal, anchor, confirm (one leader at a time)."""
+    import signal
+    import threading
+
+    from app.runtime import Runtime
+
+    settings = _settings()
+    runtime = Runtime.create(settings)
+    try:
+        anchor_worker = runtime.make_worker()
+    except (LedgerError, RuntimeError) as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    err.print(f"anchor worker: chain {settings.rpc_url}, contract {settings.contract_address}")
+    anchor_worker.run(runtime.engine, stop)
+    runtime.engine.dispose()
+
+
+@app.command()
+def anchor(as_json: JsonOption = False) -> None:
+    """Seal what is pending now and anchor every sealed batch, then exit."""
+    from app.runtime import Runtime
+    from app.services.leader import LeaderLock
+
+    settings = _settings()
+    runtime = Runtime.create(settings)
+    try:
+        anchor_worker = runtime.make_worker()
+        lock = LeaderLock(runtime.engine)
+        if not lock.try_acquire():
+            _fail("another anchor worker is leading; it will anchor pending records itself", 1)
+        try:
+            report = anchor_worker.tick(force_seal=True)
+        finally:
+            lock.release()
+    except (LedgerError, RuntimeError) as exc:
+        _fail(str(exc))
+    finally:
+        runtime.engine.dispose()
+    data = {
+        "sealed": report.sealed,
+        "anchored": report.anchored,
+        "final": report.finalized,
+        "reset": report.reset,
+    }
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(
+            f"sealed {len(report.sealed)} batch(es), anchored {len(report.anchored)}, "
+            f"final {len(report.finalized)}"
+        )
+
+
+@app.command()
+def dev(
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="Use this chain instead of starting Hardhat")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    var: Annotated[Path, typer.Option(help="Where the SQLite file and logs live")] = Path("var"),
+) -> None:
+    """Everything on this machine: SQLite, a local Hardhat node, API + worker + pages."""
+    import os
+
+    import uvicorn
+
+    from app import dev as devmod
+    from app.main import create_app
+
+    var.mkdir(parents=True, exist_ok=True)
+    database_url = os.environ.get("ANCLA_DATABASE_URL") or f"sqlite:///{var.resolve()}/ancla.db"
+    upgrade_database(database_url)
+    signer_key = os.environ.get("ANCLA_SIGNER_KEY") or devmod.DEV_KEY_0
+    node = None
+    try:
+        try:
+            rpc_url, node = devmod.start_chain(var, rpc)
+            contract = devmod.ensure_contract(var, rpc_url, signer_key)
+        except (LedgerError, RuntimeError, FileNotFoundError) as exc:
+            _fail(f"cannot set up the dev chain: {exc}")
+        api_key = devmod.demo_agency_key(database_url)
+        settings = _settings(
+            environment="dev",
+            database_url=database_url,
+            rpc_url=rpc_url,
+            contract_address=contract,
+            signer_key=signer_key,
+            batch_max_age_seconds=float(os.environ.get("ANCLA_BATCH_MAX_AGE_SECONDS", "2")),
+        )
+        base_url = f"http://{host}:{port}"
+        out.print(f"[bold]Ancla dev[/] on {base_url}  (docs: {base_url}/docs)")
+        out.print(f"  database  {database_url}")
+        out.print(f"  chain     {rpc_url}  (AnchorRegistry {contract})")
+        out.print(f"  agency    {devmod.DEMO_AGENCY_RUC} {devmod.DEMO_AGENCY_NAME}")
+        out.print(f"  API key   [bold]{api_key}[/]", highlight=False)
+        out.print("Record an order:", highlight=False)
+        out.print(devmod.curl_example(base_url, api_key), highlight=False, soft_wrap=True)
+        uvicorn.run(create_app(settings, worker=True), host=host, port=port, log_level="info")
+    finally:
+        if node is not None:
+            node.stop()
+
+
 def main() -> None:
     app()
 

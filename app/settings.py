@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     legacy_transactions: bool = False
     gas_price_wei: int | None = Field(default=None, ge=0)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A bulk request of 10,000 orders with items is about 10 MB.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:

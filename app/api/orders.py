@@ -1,0 +1,217 @@
+"""Purchase orders: record (agencies) and read (anyone)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from app.api.deps import AgencyDep, SessionDep
+from app.api.problems import problem
+from app.errors import InvalidInput, NotFound
+from app.models import PURCHASE_ORDER_SCHEMA, Batch, Record
+from app.purchase_order import PurchaseOrder
+from app.services.ingest import MAX_BULK_ITEMS, ItemResult, parse_orders, record_orders
+from app.services.receipts import record_status
+from ledger.canonical import parse_json_strict
+
+router = APIRouter(prefix="/v1/purchase-orders", tags=["purchase orders"])
+# Peru is UTC-05:00 all year (no daylight saving); dates in filters are Peru dates.
+PERU = timezone(timedelta(hours=-5), "PET")
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+class Recorded(BaseModel):
+    hash: str = Field(description="keccak256 of the record's RFC 8785 form")
+    order_number: str
+    status: str = Field(description="pending, anchored or final")
+    receipt_url: str
+    record_url: str
+
+
+class BulkRequest(BaseModel):
+    purchase_orders: list[dict[str, Any]] = Field(
+        max_length=MAX_BULK_ITEMS,
+        description=f"Up to {MAX_BULK_ITEMS:,} purchase orders, each as in the single POST",
+    )
+
+
+def _links(record_hash: str) -> dict[str, str]:
+    return {
+        "receipt_url": f"/v1/receipts/{record_hash}",
+        "record_url": f"/v1/records/{record_hash}",
+    }
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Recorded,
+    summary="Record one purchase order",
+    responses={
+        200: {"model": Recorded, "description": "The identical record already exists"},
+        401: PROBLEM,
+        403: PROBLEM,
+        409: PROBLEM,
+        422: PROBLEM,
+    },
+)
+def record_one(order: PurchaseOrder, agency: AgencyDep, session: SessionDep) -> Response:
+    """Record an order of the key's agency. 202: accepted and durable, anchoring pending;
+    200: the identical record exists; 409: this buyer + order number exists with other
+    content; 403: the order's buyer is not the key's agency."""
+    (result,) = record_orders(session=session, agency=agency, orders=[order])
+    if result.outcome in ("created", "exists"):
+        assert result.hash is not None  # noqa: S101
+        status = "pending"
+        if result.outcome == "exists":
+            batch = session.scalar(
+                select(Batch)
+                .join(Record, Record.batch_id == Batch.id)
+                .where(Record.hash == result.hash)
+            )
+            status = record_status(batch)
+        return JSONResponse(
+            {
+                "hash": result.hash,
+                "order_number": result.order_number,
+                "status": status,
+                **_links(result.hash),
+            },
+            status_code=result.status,
+        )
+    title = {"conflict": "Conflict", "forbidden": "Forbidden"}[result.outcome]
+    extra: dict[str, Any] = {"existing_hash": result.existing_hash} if result.existing_hash else {}
+    return problem(
+        result.status, title, result.detail or title, instance="/v1/purchase-orders", **extra
+    )
+
+
+@router.post(
+    "/bulk",
+    summary="Record up to 10,000 purchase orders",
+    responses={401: PROBLEM, 413: PROBLEM, 422: PROBLEM},
+)
+def record_bulk(request: BulkRequest, agency: AgencyDep, session: SessionDep) -> dict[str, Any]:
+    """Each item is judged alone: its own status (202, 200, 403, 409 or 422) and hash or
+    errors, in request order. Items accepted are durable when this answers."""
+    results: list[ItemResult] = record_orders(
+        session=session, agency=agency, orders=parse_orders(request.purchase_orders)
+    )
+    summary: dict[str, int] = {}
+    for result in results:
+        summary[result.outcome] = summary.get(result.outcome, 0) + 1
+    return {"summary": summary, "results": [r.to_dict() for r in results]}
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        after = data["after"]
+        if type(after) is not int or after < 0:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("cursor is not one this service issued") from None
+
+
+def _order_summary(record: Record, batch: Batch | None) -> dict[str, Any]:
+    return {
+        "order_number": record.order_number,
+        "buyer": {"ruc": record.buyer_ruc, "name": record.buyer_name},
+        "supplier": {"ruc": record.supplier_ruc, "name": record.supplier_name},
+        "issued_at": record.issued_at.astimezone(PERU).isoformat(),
+        "currency": record.currency,
+        "total": f"{record.total:.2f}",
+        "hash": record.hash,
+        "status": record_status(batch),
+        "url": f"/v1/purchase-orders/{record.buyer_ruc}/{record.order_number}",
+    }
+
+
+@router.get("", summary="List purchase orders", responses={422: PROBLEM})
+def list_orders(
+    session: SessionDep,
+    buyer: Annotated[str | None, Query(pattern=r"^\d{11}$", description="Buyer RUC")] = None,
+    supplier: Annotated[str | None, Query(pattern=r"^\d{11}$", description="Supplier RUC")] = None,
+    issued_from: Annotated[date | None, Query(description="First issue date (Peru time)")] = None,
+    issued_to: Annotated[date | None, Query(description="Last issue date (Peru time)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    query = (
+        select(Record, Batch)
+        .outerjoin(Batch, Record.batch_id == Batch.id)
+        .where(Record.schema == PURCHASE_ORDER_SCHEMA)
+        .order_by(Record.id)
+        .limit(limit + 1)
+    )
+    if buyer:
+        query = query.where(Record.buyer_ruc == buyer)
+    if supplier:
+        query = query.where(Record.supplier_ruc == supplier)
+    if issued_from:
+        query = query.where(Record.issued_at >= datetime.combine(issued_from, time(), PERU))
+    if issued_to:
+        end = datetime.combine(issued_to + timedelta(days=1), time(), PERU)
+        query = query.where(Record.issued_at < end)
+    if issued_from and issued_to and issued_from > issued_to:
+        raise InvalidInput("issued_from is after issued_to")
+    if cursor:
+        query = query.where(Record.id > _decode_cursor(cursor))
+    rows = session.execute(query).all()
+    page = rows[:limit]
+    return {
+        "items": [_order_summary(record, batch) for record, batch in page],
+        "next_cursor": _encode_cursor(page[-1][0].id) if len(rows) > limit else None,
+    }
+
+
+@router.get(
+    "/{buyer_ruc}/{order_number:path}",
+    summary="One purchase order, its hash, status and history",
+    responses={404: PROBLEM},
+)
+def get_order(
+    session: SessionDep,
+    buyer_ruc: Annotated[str, Path(pattern=r"^\d{11}$")],
+    order_number: Annotated[str, Path(max_length=64)],
+) -> dict[str, Any]:
+    rows = session.execute(
+        select(Record, Batch)
+        .outerjoin(Batch, Record.batch_id == Batch.id)
+        .where(Record.buyer_ruc == buyer_ruc, Record.order_number == order_number)
+        .order_by(Record.id)
+    ).all()
+    if not rows:
+        raise NotFound(f"no purchase order {order_number} of buyer {buyer_ruc}")
+    history = [
+        {
+            "hash": record.hash,
+            "schema": record.schema,
+            "status": record_status(batch),
+            "accepted_at": record.accepted_at.isoformat(),
+            "batch_id": record.batch_id,
+            **_links(record.hash),
+        }
+        for record, batch in rows
+    ]
+    first, batch = rows[0]
+    record = parse_json_strict(first.canonical)
+    return {
+        "purchase_order": record["purchase_order"],
+        "hash": first.hash,
+        "status": record_status(batch),
+        "history": history,
+    }

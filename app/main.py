@@ -1,0 +1,57 @@
+"""create_app(settings): routers, problem+json handlers, strict JSON bodies, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import ops, orders, problems, public
+from app.api.strict_json import StrictJSONMiddleware
+from app.runtime import Runtime
+from app.settings import Settings
+
+DESCRIPTION = """
+Ancla records purchase orders, anchors them on an EVM chain in Merkle batches and
+serves receipts that anyone can verify against the chain without trusting Ancla.
+
+Errors are RFC 9457 `application/problem+json`. Agencies authenticate with
+`Authorization: Bearer <API key>`; every read is public.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, worker: bool = False
+) -> FastAPI:
+    runtime = runtime or Runtime.create(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if worker:
+            runtime.start_worker()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(
+        title="Ancla",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(orders.router)
+    app.include_router(public.router)
+    app.include_router(ops.router)
+    app.add_middleware(StrictJSONMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for `ancla serve` (one per worker process)."""
+    import os
+
+    return create_app(Settings(), worker=os.environ.get("ANCLA_RUN_WORKER", "1") == "1")

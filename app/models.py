@@ -1,0 +1,191 @@
+"""SQL rows (SQLAlchemy 2 typed models). The schema changes only through Alembic.
+
+The source of truth for a record is ``records.canonical``: the exact RFC 8785
+bytes that were hashed. Every other column of ``records`` is derived from
+those bytes for querying, and ``ancla verify`` checks they still agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+PURCHASE_ORDER_SCHEMA = "ancla/purchase-order/1"
+
+# Batch lifecycle (DESIGN §4): sealed -> submitted -> anchored -> final.
+SEALED, SUBMITTED, ANCHORED, FINAL = "sealed", "submitted", "anchored", "final"
+BATCH_STATUSES = (SEALED, SUBMITTED, ANCHORED, FINAL)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite has no time zone type)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer, "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agency(Base):
+    """An agency (buyer entity) allowed to record orders under its own RUC."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ruc: Mapped[str] = mapped_column(String(11), unique=True)
+    name: Mapped[str] = mapped_column(String(500))
+    # Public half of the API key, used to find the row without scanning.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # SHA-256 of the secret half; keys are 256-bit random, so no slow KDF is needed.
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Batch(Base):
+    """A sealed Merkle batch; its id is the on-chain batch id (1, 2, 3, ...)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(String(66))
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Filled when the anchoring transaction is sent (submitted).
+    chain_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    contract: Mapped[str | None] = mapped_column(String(42), default=None)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), default=None)
+    tx_nonce: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Filled when the transaction is mined and its event seen (anchored).
+    block_number: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    block_hash: Mapped[str | None] = mapped_column(String(66), default=None)
+    log_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    block_timestamp: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    anchored_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    final_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # How often this batch had to be anchored again (reorg, dropped tx, chain reset).
+    reanchor_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    records: Mapped[list[Record]] = relationship(back_populates="batch", lazy="raise")
+
+
+class Record(Base):
+    """One ledger entry: its canonical bytes, hash, derived columns and batch proof."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        # One purchase order per buyer + order number; later lifecycle records
+        # of the same order are other schemas and chain to it with "prev".
+        Index(
+            "uq_records_purchase_order",
+            "buyer_ruc",
+            "order_number",
+            unique=True,
+            sqlite_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
+            postgresql_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
+        ),
+        # The batcher's scan: records not yet in a batch, oldest first.
+        Index(
+            "ix_records_pending",
+            "id",
+            sqlite_where=text("batch_id IS NULL"),
+            postgresql_where=text("batch_id IS NULL"),
+        ),
+        Index("ix_records_batch", "batch_id", "batch_position"),
+        Index("ix_records_buyer_issued", "buyer_ruc", "issued_at"),
+        Index("ix_records_supplier_issued", "supplier_ruc", "issued_at"),
+        Index("ix_records_issued", "issued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    hash: Mapped[str] = mapped_column(String(66), unique=True)
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    schema: Mapped[str] = mapped_column(String(64))
+    buyer_ruc: Mapped[str] = mapped_column(String(11))
+    order_number: Mapped[str] = mapped_column(String(64))
+    supplier_ruc: Mapped[str] = mapped_column(String(11))
+    supplier_name: Mapped[str] = mapped_column(String(500))
+    buyer_name: Mapped[str] = mapped_column(String(500))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    prev_hash: Mapped[str | None] = mapped_column(String(66), default=None)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), default=None)
+    # Index of the hash in the list the batch's tree was built from (dump order).
+    batch_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The Merkle proof, siblings leaf to root, 32 bytes each, written at sealing.
+    proof: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+    batch: Mapped[Batch | None] = relationship(back_populates="records", lazy="raise")
+
+
+class ChainTarget(Base):
+    """Which chain and contract the batches are anchored on.
+
+    The genesis hash identifies the chain beyond its id: a reset dev chain
+    keeps id 31337 but not its genesis, and its receipts must not be served.
+    """
+
+    __tablename__ = "chain_target"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    genesis_hash: Mapped[str] = mapped_column(String(66))
+    contract: Mapped[str] = mapped_column(String(42))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

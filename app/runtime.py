@@ -1,0 +1,86 @@
+"""The process's long-lived parts: database engine, chain client, anchor worker thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from app.db import SessionFactory, make_engine, make_session_factory
+from app.settings import Settings
+from ledger.chain import ChainClient, Registry, load_signer
+
+if TYPE_CHECKING:
+    from app.services.anchoring import AnchorWorker
+
+log = logging.getLogger("ancla")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: SessionFactory
+    client: ChainClient
+    _worker_thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            client=ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds),
+        )
+
+    def registry(self) -> Registry | None:
+        address = self.settings.contract_address
+        return self.client.registry(address) if address else None
+
+    def make_worker(self) -> AnchorWorker:
+        from app.services.anchoring import AnchorWorker, WorkerConfig
+
+        settings = self.settings
+        registry = self.registry()
+        if registry is None:
+            raise RuntimeError("ANCLA_CONTRACT_ADDRESS is not set: deploy with `ancla deploy`")
+        signer = load_signer(
+            key=settings.signer_key.get_secret_value() if settings.signer_key else None,
+            keystore=settings.signer_keystore,
+            password=settings.signer_password.get_secret_value()
+            if settings.signer_password
+            else None,
+        )
+        return AnchorWorker(
+            session_factory=self.session_factory,
+            client=self.client,
+            registry=registry,
+            signer=signer,
+            config=WorkerConfig(
+                max_size=settings.batch_max_size,
+                max_age_seconds=settings.batch_max_age_seconds,
+                confirmations=settings.confirmations,
+                legacy=settings.legacy_transactions,
+                gas_price=settings.gas_price_wei,
+            ),
+        )
+
+    def start_worker(self) -> None:
+        worker = self.make_worker()
+        self._stop.clear()
+        self._worker_thread = threading.Thread(
+            target=worker.run, args=(self.engine, self._stop), name="anchor-worker", daemon=True
+        )
+        self._worker_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker_thread is not None:
+            self._worker_thread.join(timeout=30)
+            self._worker_thread = None
+        self.engine.dispose()

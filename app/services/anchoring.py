@@ -1,0 +1,396 @@
+"""The anchor worker: seal, anchor, confirm, and repair (DESIGN §4).
+
+Lifecycle of a batch: sealed -> submitted (tx hash and nonce recorded) ->
+anchored (mined, BatchAnchored seen) -> final (K confirmations). The chain is
+the arbiter whenever the database and the chain disagree:
+
+* a crash between sending and recording leaves a batch "sealed" that the
+  chain already holds: before sending, the worker reads ``rootOf(id)``; the
+  same root means "already anchored", and the anchoring event is adopted;
+* a reorged-away or dropped anchor (block hash changed, transaction gone)
+  sends the batch, and every later one, back to "sealed";
+* a chain reset (another genesis, or no contract code) sends every batch back.
+
+Only the leader (app.services.leader) runs :meth:`AnchorWorker.tick`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from app import metrics
+from app.db import SessionFactory
+from app.models import ANCHORED, FINAL, SEALED, SUBMITTED, Batch, ChainTarget, Record, utcnow
+from app.services.batching import seal_batches
+from app.services.leader import LeaderLock
+from ledger.chain import AnchorEvent, ChainClient, Registry
+from ledger.errors import BatchIdConflict, ChainError, LedgerError, TransactionFailed
+
+log = logging.getLogger("ancla.worker")
+
+
+class AnchorConflict(LedgerError):
+    """The chain holds another root for one of our batch ids: stop and call a human."""
+
+
+@dataclass
+class WorkerConfig:
+    max_size: int
+    max_age_seconds: float
+    confirmations: int
+    legacy: bool = False
+    gas_price: int | None = None
+    # How long one tick waits for a sent anchor to be mined before moving on.
+    mine_timeout: float = 60.0
+    # A submitted transaction unknown to the node after this long was dropped.
+    resend_after_seconds: float = 120.0
+    poll_interval: float = 0.2
+
+
+@dataclass
+class TickReport:
+    sealed: list[int] = field(default_factory=list)
+    anchored: list[int] = field(default_factory=list)
+    finalized: list[int] = field(default_factory=list)
+    reset: list[int] = field(default_factory=list)
+
+
+class AnchorWorker:
+    def __init__(
+        self,
+        *,
+        session_factory: SessionFactory,
+        client: ChainClient,
+        registry: Registry,
+        signer: LocalAccount,
+        config: WorkerConfig,
+    ) -> None:
+        self.session_factory = session_factory
+        self.client = client
+        self.registry = registry
+        self.signer = signer
+        self.config = config
+
+    # -- one pass ---------------------------------------------------------------
+
+    def tick(self, *, force_seal: bool = False) -> TickReport:
+        report = TickReport()
+        with self.session_factory() as session:
+            self._check_chain_target(session, report)
+            report.sealed = [
+                b.id
+                for b in seal_batches(
+                    session=session,
+                    max_size=self.config.max_size,
+                    max_age_seconds=self.config.max_age_seconds,
+                    force=force_seal,
+                )
+            ]
+            self._confirm(session, report)
+            while self._anchor_next(session, report):
+                pass
+            self._confirm(session, report)
+            self._update_gauges(session)
+        return report
+
+    # -- chain identity -----------------------------------------------------------
+
+    def _check_chain_target(self, session: Session, report: TickReport) -> None:
+        chain_id = self.client.chain_id
+        genesis = self.client.genesis_hash()
+        contract = self.registry.address
+        target = session.get(ChainTarget, 1)
+        if target is None:
+            session.add(
+                ChainTarget(id=1, chain_id=chain_id, genesis_hash=genesis, contract=contract)
+            )
+            session.commit()
+            return
+        if (target.chain_id, target.genesis_hash, target.contract) == (chain_id, genesis, contract):
+            return
+        log.warning(
+            "chain target changed (chain %s -> %s, genesis %s -> %s, contract %s -> %s): "
+            "every batch will be anchored again",
+            target.chain_id,
+            chain_id,
+            target.genesis_hash,
+            genesis,
+            target.contract,
+            contract,
+        )
+        report.reset.extend(self._reset_from(session, 1, cause="chain_reset"))
+        target.chain_id, target.genesis_hash, target.contract = chain_id, genesis, contract
+        target.recorded_at = utcnow()
+        session.commit()
+
+    def _reset_from(self, session: Session, first_id: int, *, cause: str) -> list[int]:
+        """Send batches ``first_id`` and later back to sealed (their anchors are gone)."""
+        ids = list(
+            session.scalars(select(Batch.id).where(Batch.id >= first_id, Batch.status != SEALED))
+        )
+        if not ids:
+            return []
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_(ids))
+            .values(
+                status=SEALED,
+                chain_id=None,
+                contract=None,
+                tx_hash=None,
+                tx_nonce=None,
+                submitted_at=None,
+                block_number=None,
+                block_hash=None,
+                log_index=None,
+                block_timestamp=None,
+                anchored_at=None,
+                gas_used=None,
+                final_at=None,
+                reanchor_count=Batch.reanchor_count + 1,
+                last_error=f"anchor lost ({cause}); anchoring again",
+            )
+        )
+        session.commit()
+        metrics.BATCHES_REANCHORED.labels(cause=cause).inc(len(ids))
+        return ids
+
+    # -- anchoring ----------------------------------------------------------------
+
+    def _anchor_next(self, session: Session, report: TickReport) -> bool:
+        """Anchor the lowest batch not yet on chain; True if another may follow now."""
+        batch = session.scalar(
+            select(Batch).where(Batch.status.in_((SEALED, SUBMITTED))).order_by(Batch.id).limit(1)
+        )
+        if batch is None:
+            return False
+        if batch.status == SUBMITTED and not self._settle_submitted(session, batch, report):
+            return False
+        if batch.status != SEALED:
+            return True
+        chain_next = self.registry.next_batch_id()
+        if chain_next > batch.id:
+            # The chain already has this id: a crash after sending, or a
+            # transaction mined after we gave up on it. Adopt it if it is ours.
+            self._adopt(session, batch, report)
+            return True
+        if chain_next < batch.id:
+            # The chain lost earlier batches (reorg or reset): redo from there.
+            report.reset.extend(self._reset_from(session, chain_next, cause="chain_behind"))
+            return True
+        try:
+            sent = self.registry.send_anchor(
+                self.signer,
+                batch_id=batch.id,
+                root=batch.root,
+                leaf_count=batch.size,
+                legacy=self.config.legacy,
+                gas_price=self.config.gas_price,
+            )
+        except BatchIdConflict:
+            # Someone (a previous life of this worker) anchored it meanwhile.
+            return True
+        _fault_point("after-send")
+        batch.status = SUBMITTED
+        batch.tx_hash = sent.tx_hash
+        batch.tx_nonce = sent.nonce
+        batch.chain_id = self.client.chain_id
+        batch.contract = self.registry.address
+        batch.submitted_at = utcnow()
+        session.commit()
+        _fault_point("after-submitted")
+        return self._settle_submitted(session, batch, report)
+
+    def _settle_submitted(self, session: Session, batch: Batch, report: TickReport) -> bool:
+        """Wait (bounded) for a submitted anchor; True once it is settled either way."""
+        assert batch.tx_hash is not None  # noqa: S101 - set together with SUBMITTED
+        try:
+            receipt = self.client.wait(
+                batch.tx_hash, timeout=self.config.mine_timeout, poll=self.config.poll_interval
+            )
+        except TransactionFailed as exc:
+            if self.client.receipt(batch.tx_hash) is not None:
+                # Mined but reverted: most likely the id was taken by an
+                # earlier copy of this transaction. The chain decides.
+                batch.status = SEALED
+                batch.last_error = str(exc)
+                session.commit()
+                return True
+            age = (utcnow() - (batch.submitted_at or utcnow())).total_seconds()
+            if age < self.config.resend_after_seconds:
+                return False  # still pending in the mempool; check again next tick
+            log.warning(
+                "anchor of batch %s (%s) was dropped; sending again", batch.id, batch.tx_hash
+            )
+            self._reset_from(session, batch.id, cause="dropped")
+            return True
+        result = self.registry.anchor_result(receipt, batch_id=batch.id)
+        self._mark_anchored(
+            session,
+            batch,
+            result.tx_hash,
+            result.block_number,
+            result.block_hash,
+            result.log_index,
+            result.timestamp,
+            result.gas_used,
+        )
+        report.anchored.append(batch.id)
+        return True
+
+    def _adopt(self, session: Session, batch: Batch, report: TickReport) -> None:
+        root = self.registry.root_of(batch.id)
+        if root != batch.root:
+            message = (
+                f"the registry holds root {root} for batch {batch.id}, but this ledger sealed "
+                f"{batch.root}: refusing to continue anchoring"
+            )
+            batch.last_error = message
+            session.commit()
+            raise AnchorConflict(message)
+        events = self.registry.find_anchor_events(batch_id=batch.id)
+        event = _matching(events, batch)
+        if event is None:
+            raise ChainError(f"rootOf({batch.id}) is set but no BatchAnchored event was found")
+        block = self.client.call(
+            "eth_getBlockByHash",
+            lambda: self.client.w3.eth.get_block(event.block_hash),  # type: ignore[arg-type]
+        )
+        receipt = self.client.receipt(event.tx_hash)
+        log.info("batch %s was already anchored in %s; adopting it", batch.id, event.tx_hash)
+        batch.chain_id = self.client.chain_id
+        batch.contract = self.registry.address
+        self._mark_anchored(
+            session,
+            batch,
+            event.tx_hash,
+            event.block_number,
+            event.block_hash,
+            event.log_index,
+            int(block["timestamp"]),
+            None if receipt is None else int(receipt["gasUsed"]),
+        )
+        report.anchored.append(batch.id)
+
+    def _mark_anchored(
+        self,
+        session: Session,
+        batch: Batch,
+        tx_hash: str,
+        block_number: int,
+        block_hash: str,
+        log_index: int,
+        timestamp: int,
+        gas_used: int | None,
+    ) -> None:
+        batch.status = ANCHORED
+        batch.chain_id = self.client.chain_id
+        batch.contract = self.registry.address
+        batch.tx_hash = tx_hash
+        batch.block_number = block_number
+        batch.block_hash = block_hash
+        batch.log_index = log_index
+        batch.block_timestamp = timestamp
+        batch.gas_used = gas_used
+        batch.anchored_at = utcnow()
+        batch.last_error = None
+        session.commit()
+        metrics.BATCHES_ANCHORED.inc()
+        metrics.ANCHOR_LATENCY.observe((batch.anchored_at - batch.sealed_at).total_seconds())
+
+    # -- confirmations and reorgs -------------------------------------------------
+
+    def _confirm(self, session: Session, report: TickReport) -> None:
+        anchored = list(
+            session.scalars(select(Batch).where(Batch.status == ANCHORED).order_by(Batch.id))
+        )
+        if not anchored:
+            return
+        head = self.client.head()
+        for batch in anchored:
+            assert batch.block_number is not None  # noqa: S101 - set with ANCHORED
+            if self.client.block_hash_at(batch.block_number) != batch.block_hash:
+                log.warning(
+                    "batch %s: block %s was reorged away; anchoring again",
+                    batch.id,
+                    batch.block_number,
+                )
+                report.reset.extend(self._reset_from(session, batch.id, cause="reorg"))
+                return
+            if head - batch.block_number + 1 >= self.config.confirmations:
+                batch.status = FINAL
+                batch.final_at = utcnow()
+                session.commit()
+                metrics.BATCHES_FINAL.inc()
+                report.finalized.append(batch.id)
+
+    def _update_gauges(self, session: Session) -> None:
+        metrics.PENDING_RECORDS.set(
+            session.scalar(select(func.count()).where(Record.batch_id.is_(None))) or 0
+        )
+        oldest = oldest_unanchored(session=session)
+        metrics.OLDEST_UNANCHORED_AGE.set(
+            0 if oldest is None else (utcnow() - oldest).total_seconds()
+        )
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, engine: Engine, stop: threading.Event) -> None:
+        """Lead when possible; otherwise stand by. Backs off on chain errors."""
+        lock = LeaderLock(engine)
+        backoff = self.config.poll_interval
+        try:
+            while not stop.is_set():
+                if not (lock.check() if lock.held else lock.try_acquire()):
+                    metrics.IS_LEADER.set(0)
+                    stop.wait(1.0)
+                    continue
+                metrics.IS_LEADER.set(1)
+                try:
+                    self.tick()
+                    backoff = self.config.poll_interval
+                except AnchorConflict as exc:
+                    log.error("%s", exc)
+                    backoff = 30.0
+                except ChainError as exc:
+                    metrics.RPC_ERRORS.inc()
+                    log.warning("chain error, retrying in %.1f s: %s", backoff, exc)
+                    backoff = min(backoff * 2, 30.0)
+                except Exception:  # a database outage must not kill the worker thread
+                    log.exception("anchor worker tick failed; retrying in %.1f s", backoff)
+                    backoff = min(backoff * 2, 30.0)
+                stop.wait(backoff)
+        finally:
+            lock.release()
+            metrics.IS_LEADER.set(0)
+
+
+def _matching(events: list[AnchorEvent], batch: Batch) -> AnchorEvent | None:
+    return next((e for e in events if e.root == batch.root and e.leaf_count == batch.size), None)
+
+
+def oldest_unanchored(*, session: Session) -> datetime | None:
+    """Acceptance time of the oldest record whose batch is not anchored yet."""
+    return session.scalar(
+        select(func.min(Record.accepted_at))
+        .outerjoin(Batch, Record.batch_id == Batch.id)
+        .where((Record.batch_id.is_(None)) | (Batch.status.in_((SEALED, SUBMITTED))))
+    )
+
+
+def _fault_point(name: str) -> None:
+    """Crash the process here when ANCLA_FAULT names this point (crash-recovery tests).
+
+    A real SIGKILL-equivalent exit, not a mock: the database and the chain
+    are left exactly as a crash at this line would leave them.
+    """
+    if os.environ.get("ANCLA_FAULT") == name:
+        os._exit(137)

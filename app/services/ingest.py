@@ -1,0 +1,211 @@
+"""Recording purchase orders: validate, hash, store durably, report per item.
+
+A single POST is a bulk of one, so both paths share the same rules:
+identical content -> "exists" (200, same hash); same buyer + order number with
+other content -> conflict (409); another buyer's order -> forbidden (403).
+The record row is committed before the caller answers 2xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
+from app.models import PURCHASE_ORDER_SCHEMA, Agency, Record, utcnow
+from app.purchase_order import PurchaseOrder
+from ledger.canonical import canonical_bytes, hash_canonical
+
+# Bulk requests are bounded (DESIGN §4): 10,000 orders per request.
+MAX_BULK_ITEMS = 10_000
+# Rows per IN (...) lookup; keeps every query under SQLite's variable limit.
+_LOOKUP_CHUNK = 500
+
+Outcome = Literal["created", "exists", "conflict", "invalid", "forbidden"]
+HTTP_STATUS: dict[Outcome, int] = {
+    "created": 202,
+    "exists": 200,
+    "conflict": 409,
+    "invalid": 422,
+    "forbidden": 403,
+}
+
+
+@dataclass
+class ItemResult:
+    index: int
+    outcome: Outcome
+    hash: str | None = None
+    order_number: str | None = None
+    detail: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    existing_hash: str | None = None
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS[self.outcome]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"index": self.index, "status": self.status, "outcome": self.outcome}
+        if self.hash is not None:
+            data["hash"] = self.hash
+        if self.order_number is not None:
+            data["order_number"] = self.order_number
+        if self.detail is not None:
+            data["detail"] = self.detail
+        if self.errors:
+            data["errors"] = self.errors
+        if self.existing_hash is not None:
+            data["existing_hash"] = self.existing_hash
+        return data
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"field": "buyer.ruc", "message": ...}``, one per problem."""
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "(body)",
+            "message": error["msg"].removeprefix("Value error, "),
+        }
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+@dataclass
+class _Prepared:
+    index: int
+    order: PurchaseOrder
+    canonical: bytes
+    hash: str
+
+
+def _row(prepared: _Prepared, agency: Agency, now: Any) -> dict[str, Any]:
+    order = prepared.order
+    return {
+        "hash": prepared.hash,
+        "canonical": prepared.canonical,
+        "schema": PURCHASE_ORDER_SCHEMA,
+        "buyer_ruc": order.buyer.ruc,
+        "buyer_name": order.buyer.name,
+        "order_number": order.order_number,
+        "supplier_ruc": order.supplier.ruc,
+        "supplier_name": order.supplier.name,
+        "issued_at": order.issued_at_datetime.astimezone(UTC),
+        "currency": order.currency,
+        "total": Decimal(order.total),
+        "agency_id": agency.id,
+        "accepted_at": now,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int = _LOOKUP_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def record_orders(
+    *, session: Session, agency: Agency, orders: Sequence[PurchaseOrder | ValidationError]
+) -> list[ItemResult]:
+    """Record already-parsed orders (a ValidationError stands for an invalid item)."""
+    results: list[ItemResult | None] = [None] * len(orders)
+    prepared: list[_Prepared] = []
+    for index, order in enumerate(orders):
+        if isinstance(order, ValidationError):
+            results[index] = ItemResult(
+                index,
+                "invalid",
+                detail="the purchase order is invalid",
+                errors=validation_errors(order),
+            )
+        elif order.buyer.ruc != agency.ruc:
+            results[index] = ItemResult(
+                index,
+                "forbidden",
+                order_number=order.order_number,
+                detail=f"this API key records orders of buyer {agency.ruc} only, "
+                f"not {order.buyer.ruc}",
+            )
+        else:
+            canonical = canonical_bytes(order.to_record())
+            prepared.append(_Prepared(index, order, canonical, hash_canonical(canonical)))
+
+    # Concurrent writers can insert the same order between our lookups and
+    # our insert; the unique indexes catch it and the whole pass is redone.
+    for attempt in range(3):
+        try:
+            _store(session, agency, prepared, results)
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    final = [r for r in results if r is not None]
+    for result in final:
+        if result.outcome == "created":
+            RECORDS_ACCEPTED.inc()
+        elif result.outcome != "exists":
+            RECORDS_REJECTED.labels(reason=result.outcome).inc()
+    return final
+
+
+def _store(
+    session: Session, agency: Agency, prepared: list[_Prepared], results: list[ItemResult | None]
+) -> None:
+    existing_hashes: set[str] = set()
+    for chunk in _chunks([p.hash for p in prepared]):
+        existing_hashes.update(session.scalars(select(Record.hash).where(Record.hash.in_(chunk))))
+    taken: dict[str, str] = {}  # order number -> hash already recorded
+    numbers = sorted({p.order.order_number for p in prepared})
+    for chunk in _chunks(numbers):
+        rows = session.execute(
+            select(Record.order_number, Record.hash).where(
+                Record.schema == PURCHASE_ORDER_SCHEMA,
+                Record.buyer_ruc == agency.ruc,
+                Record.order_number.in_(chunk),
+            )
+        )
+        taken.update(dict(rows.all()))
+
+    now = utcnow()
+    new_rows: list[dict[str, Any]] = []
+    for item in prepared:
+        number = item.order.order_number
+        if item.hash in existing_hashes:
+            results[item.index] = ItemResult(item.index, "exists", item.hash, number)
+        elif number in taken:
+            results[item.index] = ItemResult(
+                item.index,
+                "conflict",
+                item.hash,
+                number,
+                detail=f"order {number} of buyer {agency.ruc} is already recorded with other "
+                f"content (hash {taken[number]}); a recorded order never changes",
+                existing_hash=taken[number],
+            )
+        else:
+            results[item.index] = ItemResult(item.index, "created", item.hash, number)
+            new_rows.append(_row(item, agency, now))
+            # Later items of the same request see this one as recorded.
+            existing_hashes.add(item.hash)
+            taken[number] = item.hash
+    if new_rows:
+        session.execute(insert(Record), new_rows)
+    session.commit()
+
+
+def parse_orders(items: Sequence[Any]) -> list[PurchaseOrder | ValidationError]:
+    parsed: list[PurchaseOrder | ValidationError] = []
+    for item in items:
+        try:
+            parsed.append(PurchaseOrder.model_validate(item))
+        except ValidationError as exc:
+            parsed.append(exc)
+    return parsed

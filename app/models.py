@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-PURCHASE_ORDER_SCHEMA = "ancla/purchase-order/1"
+from app.purchase_order import PURCHASE_ORDER_SCHEMA
 
 # Batch lifecycle (DESIGN §4): sealed -> submitted -> anchored -> final.
 SEALED, SUBMITTED, ANCHORED, FINAL = "sealed", "submitted", "anchored", "final"

@@ -46,3 +46,61 @@ def registry(chain: ChainClient, signer: LocalAccount) -> Registry:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+# -- databases and the service -------------------------------------------------------
+
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.main import create_app  # noqa: E402
+from app.runtime import Runtime  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from tests.support.database import backends, fresh_database  # noqa: E402
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every test that uses a database runs on SQLite and, when configured, on
+    # PostgreSQL: no skipped variants when PostgreSQL is not configured.
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends(), scope="function")
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def make_settings(database_url: str, rpc_url: str, registry: Registry) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "database_url": database_url,
+            "rpc_url": rpc_url,
+            "contract_address": registry.address,
+            "signer_key": DEV_KEY_0,
+            "batch_max_size": 100,
+            "batch_max_age_seconds": 3600,
+            "confirmations": 1,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def runtime(make_settings: Callable[..., Settings]) -> Iterator[Runtime]:
+    rt = Runtime.create(make_settings())
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime)) as test_client:
+        yield test_client

@@ -44,11 +44,10 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
         # FastAPI prefixes "body"/"query"/"path"; the client's field follows.
-        where = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
+        source = loc[0] if loc else "body"
+        where = ".".join(loc[1:] if source in ("body", "query", "path", "header") else loc)
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        errors.append(
-            {"field": where or "(body)", "in": loc[0] if loc else "body", "message": message}
-        )
+        errors.append({"field": where or f"({source})", "in": source, "message": message})
     return errors
 
 

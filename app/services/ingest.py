@@ -72,7 +72,8 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """Pydantic errors as ``{"field": "buyer.ruc", "message": ...}``, one per problem."""
     return [
         {
-            "field": ".".join(str(part) for part in error["loc"]) or "(body)",
+            # An empty location is a rule over the whole order (e.g. the totals).
+            "field": ".".join(str(part) for part in error["loc"]) or "(order)",
             "message": error["msg"].removeprefix("Value error, "),
         }
         for error in exc.errors(include_url=False, include_context=False, include_input=False)

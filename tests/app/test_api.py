@@ -1,0 +1,426 @@
+"""The HTTP API: every route, every error status a client can cause (problem+json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from app.runtime import Runtime
+from app.services.agencies import add_agency, revoke_agency
+from ledger import record_hash
+from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order
+
+pytestmark = [pytest.mark.db, pytest.mark.chain]
+
+
+@pytest.fixture
+def api_key(runtime: Runtime) -> str:
+    with runtime.session_factory() as session:
+        return add_agency(session=session, ruc=BUYER_RUC, name="MINISTERIO PÚBLICO").api_key
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def assert_problem(response: Response, status: int, detail: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert detail in body["detail"], body
+    return body
+
+
+def anchor_all(runtime: Runtime) -> None:
+    runtime.make_worker().tick(force_seal=True)
+
+
+# -- POST /v1/purchase-orders ----------------------------------------------------------
+
+
+def test_record_then_identical_then_conflict(client: TestClient, api_key: str) -> None:
+    first = client.post("/v1/purchase-orders", json=order(1), headers=auth(api_key))
+    assert first.status_code == 202
+    body = first.json()
+    assert body["status"] == "pending"
+    assert body["receipt_url"] == f"/v1/receipts/{body['hash']}"
+    same = client.post("/v1/purchase-orders", json=order(1), headers=auth(api_key))
+    assert same.status_code == 200
+    assert same.json()["hash"] == body["hash"]
+    changed = order(1, status="ANULADA")
+    conflict = client.post("/v1/purchase-orders", json=changed, headers=auth(api_key))
+    problem = assert_problem(conflict, 409, "is already recorded with other content")
+    assert problem["existing_hash"] == body["hash"]
+
+
+def test_hash_is_keccak_of_the_record_as_validated(client: TestClient, api_key: str) -> None:
+    posted = order(2)
+    posted.pop("currency")  # the default (PEN) is filled in and hashed
+    response = client.post("/v1/purchase-orders", json=posted, headers=auth(api_key))
+    expected = record_hash(
+        {"schema": "ancla/purchase-order/1", "purchase_order": {**posted, "currency": "PEN"}}
+    )
+    assert response.json()["hash"] == expected
+    record = client.get(f"/v1/records/{expected}")
+    assert record.status_code == 200
+    assert record_hash(json.loads(record.content)) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "an API key is required"),
+        ({"Authorization": "Bearer nonsense"}, "the API key is malformed"),
+        ({"Authorization": "Bearer ancla_0000000000000000_secret"}, "the API key is not valid"),
+    ],
+)
+def test_missing_or_bad_key_is_401(
+    client: TestClient, api_key: str, headers: dict[str, str], detail: str
+) -> None:
+    response = client.post("/v1/purchase-orders", json=order(3), headers=headers)
+    assert_problem(response, 401, detail)
+
+
+def test_wrong_secret_for_a_real_key_id_is_401(client: TestClient, api_key: str) -> None:
+    forged = api_key.rsplit("_", 1)[0] + "_" + "x" * 43
+    assert_problem(
+        client.post("/v1/purchase-orders", json=order(3), headers=auth(forged)),
+        401,
+        "the API key is not valid",
+    )
+
+
+def test_revoked_key_is_401(client: TestClient, api_key: str, runtime: Runtime) -> None:
+    with runtime.session_factory() as session:
+        revoke_agency(session=session, ruc=BUYER_RUC)
+    response = client.post("/v1/purchase-orders", json=order(4), headers=auth(api_key))
+    assert_problem(response, 401, "the API key has been revoked")
+
+
+def test_another_buyers_order_is_403(client: TestClient, api_key: str) -> None:
+    response = client.post(
+        "/v1/purchase-orders", json=order(5, buyer_ruc=OTHER_BUYER_RUC), headers=auth(api_key)
+    )
+    assert_problem(response, 403, f"records orders of buyer {BUYER_RUC} only")
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"total": 5796.99}, "total", "not a number"),
+        ({"total": "1.00"}, "(body)", "subtotal + tax"),
+        ({"buyer": {"ruc": "20600027427", "name": "X"}}, "buyer.ruc", "check digit"),
+        ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
+        ({"issued_at": "2026-01-31T09:57:50"}, "issued_at", "UTC offset"),
+    ],
+)
+def test_invalid_order_is_422_naming_the_field(
+    client: TestClient, api_key: str, change: dict[str, Any], field: str, message: str
+) -> None:
+    response = client.post(
+        "/v1/purchase-orders", json={**order(6), **change}, headers=auth(api_key)
+    )
+    problem = assert_problem(response, 422, message)
+    assert any(e["field"] == field and message in e["message"] for e in problem["errors"]), problem
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b'{"order_number": "A", "order_number": "B"}', 400, "duplicate key 'order_number'"),
+        (b'{"total": NaN}', 400, "NaN is not valid JSON"),
+        (b'{"order_number": "\xff"}', 400, "not valid UTF-8"),
+        (b"[" * 200 + b"]" * 200, 400, "nested deeper than 64 levels"),
+        (b"{", 400, "invalid JSON"),
+    ],
+)
+def test_malformed_json_is_400(
+    client: TestClient, api_key: str, body: bytes, status: int, detail: str
+) -> None:
+    response = client.post(
+        "/v1/purchase-orders",
+        content=body,
+        headers={**auth(api_key), "Content-Type": "application/json"},
+    )
+    assert_problem(response, status, detail)
+
+
+def test_non_json_content_type_is_415(client: TestClient, api_key: str) -> None:
+    response = client.post(
+        "/v1/purchase-orders",
+        content=b"order=1",
+        headers={**auth(api_key), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_problem(response, 415, "send JSON with Content-Type: application/json")
+
+
+def test_oversized_body_is_413_and_records_nothing(
+    make_settings: Any, api_key: str, runtime: Runtime
+) -> None:
+    from app.main import create_app
+
+    small = Runtime.create(make_settings(max_body_bytes=2048))
+    with TestClient(create_app(runtime=small)) as small_client:
+        big = order(7, framework_agreement="X" * 4000)
+        response = small_client.post("/v1/purchase-orders", json=big, headers=auth(api_key))
+        assert_problem(response, 413, "limit")
+        assert small_client.get("/v1/purchase-orders").json()["items"] == []
+
+
+# -- bulk ----------------------------------------------------------------------------
+
+
+def test_bulk_reports_each_item(client: TestClient, api_key: str) -> None:
+    client.post("/v1/purchase-orders", json=order(10), headers=auth(api_key))
+    items = [
+        order(10),  # exists
+        order(11),  # created
+        order(12, total="0.01"),  # invalid
+        order(13, buyer_ruc=OTHER_BUYER_RUC),  # forbidden
+        order(10, status="ANULADA"),  # conflict with the stored one
+        order(11),  # identical to an earlier item of this request
+        order(14, status="ANULADA"),
+        order(14),  # conflicts with an earlier item of this request
+    ]
+    response = client.post(
+        "/v1/purchase-orders/bulk", json={"purchase_orders": items}, headers=auth(api_key)
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 202, 422, 403, 409, 200, 202, 409]
+    assert [r["index"] for r in results] == list(range(8))
+    assert results[2]["errors"][0]["field"] == "(order)"
+    assert response.json()["summary"] == {
+        "exists": 2,
+        "created": 2,
+        "invalid": 1,
+        "forbidden": 1,
+        "conflict": 2,
+    }
+    listed = client.get("/v1/purchase-orders", params={"buyer": BUYER_RUC}).json()["items"]
+    assert sorted(i["order_number"] for i in listed) == sorted(
+        order(i)["order_number"] for i in (10, 11, 14)
+    )
+
+
+def test_bulk_limits(client: TestClient, api_key: str) -> None:
+    too_many = {"purchase_orders": [{}] * 10_001}
+    response = client.post("/v1/purchase-orders/bulk", json=too_many, headers=auth(api_key))
+    assert_problem(response, 422, "at most 10000 items")
+    response = client.post("/v1/purchase-orders/bulk", json={"orders": []}, headers=auth(api_key))
+    assert_problem(response, 422, "purchase_orders: Field required")
+    response = client.post("/v1/purchase-orders/bulk", json={"purchase_orders": [order(1)]})
+    assert_problem(response, 401, "an API key is required")
+
+
+# -- reads -----------------------------------------------------------------------------
+
+
+def test_list_filters_and_cursor(client: TestClient, api_key: str) -> None:
+    hashes = []
+    for i in range(5):
+        hashes.append(
+            client.post("/v1/purchase-orders", json=order(20 + i), headers=auth(api_key)).json()[
+                "hash"
+            ]
+        )
+    first = client.get("/v1/purchase-orders", params={"limit": 2}).json()
+    assert [i["hash"] for i in first["items"]] == hashes[:2]
+    second = client.get(
+        "/v1/purchase-orders", params={"limit": 2, "cursor": first["next_cursor"]}
+    ).json()
+    assert [i["hash"] for i in second["items"]] == hashes[2:4]
+    third = client.get(
+        "/v1/purchase-orders", params={"limit": 2, "cursor": second["next_cursor"]}
+    ).json()
+    assert [i["hash"] for i in third["items"]] == hashes[4:] and third["next_cursor"] is None
+    by_supplier = client.get("/v1/purchase-orders", params={"supplier": "10412742694"}).json()
+    assert len(by_supplier["items"]) == 5
+    assert (
+        client.get("/v1/purchase-orders", params={"supplier": "20611694629"}).json()["items"] == []
+    )
+    # The example orders are issued 2026-01-31 09:57 in Peru (14:57 UTC).
+    day = client.get(
+        "/v1/purchase-orders", params={"issued_from": "2026-01-31", "issued_to": "2026-01-31"}
+    ).json()
+    assert len(day["items"]) == 5
+    assert (
+        client.get("/v1/purchase-orders", params={"issued_from": "2026-02-01"}).json()["items"]
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"cursor": "garbage"}, "cursor is not one this service issued"),
+        ({"limit": 0}, "limit"),
+        ({"buyer": "123"}, "buyer"),
+        ({"issued_from": "yesterday"}, "issued_from"),
+        ({"issued_from": "2026-02-02", "issued_to": "2026-02-01"}, "issued_from is after"),
+    ],
+)
+def test_list_rejects_bad_parameters(
+    client: TestClient, params: dict[str, Any], detail: str
+) -> None:
+    assert_problem(client.get("/v1/purchase-orders", params=params), 422, detail)
+
+
+def test_get_order_with_history(client: TestClient, api_key: str) -> None:
+    posted = order(30, order_number="OC/2026/30")
+    created = client.post("/v1/purchase-orders", json=posted, headers=auth(api_key)).json()
+    response = client.get(f"/v1/purchase-orders/{BUYER_RUC}/OC/2026/30")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["hash"] == created["hash"]
+    assert body["purchase_order"]["order_number"] == "OC/2026/30"
+    assert body["status"] == "pending"
+    assert [h["hash"] for h in body["history"]] == [created["hash"]]
+    assert_problem(client.get(f"/v1/purchase-orders/{BUYER_RUC}/NOPE"), 404, "no purchase order")
+
+
+def test_receipt_pending_then_final(client: TestClient, api_key: str, runtime: Runtime) -> None:
+    created = client.post("/v1/purchase-orders", json=order(40), headers=auth(api_key)).json()
+    pending = client.get(f"/v1/receipts/{created['hash']}").json()
+    assert pending == {
+        "receipt_version": 1,
+        "hash": created["hash"],
+        "status": "pending",
+        "merkle": None,
+        "batch": None,
+        "anchor": None,
+    }
+    anchor_all(runtime)
+    final = client.get(f"/v1/receipts/{created['hash']}").json()
+    assert final["status"] == "final"
+    assert final["batch"] == {"id": 1, "size": 1}
+    assert final["anchor"]["contract"] == runtime.settings.contract_address
+    assert (
+        client.get(f"/v1/purchase-orders/{BUYER_RUC}/{order(40)['order_number']}").json()["status"]
+        == "final"
+    )
+
+
+@pytest.mark.parametrize("path", ["/v1/receipts/{h}", "/v1/records/{h}"])
+def test_unknown_and_malformed_hashes(client: TestClient, path: str) -> None:
+    assert_problem(client.get(path.format(h="0x" + "ab" * 32)), 404, "no record with hash")
+    assert_problem(client.get(path.format(h="0xABC")), 422, "must be 0x followed by 64")
+
+
+# -- verify ----------------------------------------------------------------------------
+
+
+def test_verify_by_hash_and_by_receipt(client: TestClient, api_key: str, runtime: Runtime) -> None:
+    created = client.post("/v1/purchase-orders", json=order(50), headers=auth(api_key)).json()
+    anchor_all(runtime)
+    by_hash = client.post("/v1/verify", json={"hash": created["hash"]}).json()
+    assert by_hash["valid"] is True and by_hash["steps"][0]["step"] == "record"
+    receipt = client.get(f"/v1/receipts/{created['hash']}").json()
+    record = json.loads(client.get(f"/v1/records/{created['hash']}").content)
+    good = client.post("/v1/verify", json={"receipt": receipt, "record": record}).json()
+    assert good["valid"] is True
+    other = {**record, "purchase_order": {**record["purchase_order"], "total": "1.00"}}
+    bad = client.post("/v1/verify", json={"receipt": receipt, "record": other}).json()
+    assert bad["valid"] is False and bad["failed_step"] == "record"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({}, 422, "give either receipt"),
+        ({"hash": "0x12"}, 422, "record hash must be 0x"),
+        ({"hash": "0x" + "ab" * 32}, 404, "no record with hash"),
+        ({"receipt": {"receipt_version": 1}}, 422, "invalid receipt"),
+        ({"receipt": {}, "hash": "0x" + "ab" * 32}, 422, "give either receipt"),
+        ({"hash": "0x" + "ab" * 32, "confirmations": 0}, 422, "confirmations"),
+        ({"hash": "0x" + "ab" * 32, "extra": 1}, 422, "Extra inputs are not permitted"),
+    ],
+)
+def test_verify_rejects_bad_requests(
+    client: TestClient, body: dict[str, Any], status: int, detail: str
+) -> None:
+    assert_problem(client.post("/v1/verify", json=body), status, detail)
+
+
+# -- batches ---------------------------------------------------------------------------
+
+
+def test_batches_and_tree_dump(client: TestClient, api_key: str, runtime: Runtime) -> None:
+    for i in range(3):
+        client.post("/v1/purchase-orders", json=order(60 + i), headers=auth(api_key))
+    anchor_all(runtime)
+    listed = client.get("/v1/batches").json()
+    assert [b["id"] for b in listed["items"]] == [1]
+    batch = client.get("/v1/batches/1").json()
+    assert batch["status"] == "final" and batch["size"] == 3
+    assert batch["anchor"]["tx_hash"].startswith("0x")
+    dump = client.get("/v1/batches/1/tree").json()
+    assert dump["format"] == "standard-v1" and dump["tree"][0] == batch["root"]
+    assert_problem(client.get("/v1/batches/2"), 404, "no batch 2")
+    assert_problem(client.get("/v1/batches/2/tree"), 404, "no batch 2")
+    assert_problem(client.get("/v1/batches/0"), 422, "batch_id")
+    assert_problem(client.get("/v1/batches", params={"limit": 1000}), 422, "limit")
+
+
+# -- operations ------------------------------------------------------------------------
+
+
+def test_health_ready_metrics(client: TestClient, api_key: str) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    client.post("/v1/purchase-orders", json=order(70), headers=auth(api_key))
+    metrics = client.get("/metrics").text
+    for name in (
+        "ancla_records_accepted_total",
+        "ancla_batches_sealed_total",
+        "ancla_batches_anchored_total",
+        "ancla_batches_final_total",
+        "ancla_anchor_latency_seconds",
+        "ancla_rpc_errors_total",
+    ):
+        assert name in metrics
+    assert api_key not in metrics
+
+
+def test_readyz_is_503_when_the_chain_is_down(make_settings: Any) -> None:
+    from app.main import create_app
+    from tests.support.hardhat import free_port
+
+    down = Runtime.create(make_settings(rpc_url=f"http://127.0.0.1:{free_port()}"))
+    with TestClient(create_app(runtime=down)) as down_client:
+        response = down_client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["chain"]["ok"] is False
+    assert "unreachable" in response.json()["checks"]["chain"]["error"]
+
+
+def test_unknown_route_is_problem_json(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nothing"), 404, "Not Found")
+    assert_problem(client.delete("/v1/purchase-orders"), 405, "Method Not Allowed")
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/v1/purchase-orders",
+        "/v1/purchase-orders/bulk",
+        "/v1/purchase-orders/{buyer_ruc}/{order_number}",
+        "/v1/records/{record_hash}",
+        "/v1/receipts/{record_hash}",
+        "/v1/verify",
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/tree",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
+        assert path in paths, path
+    assert client.get("/docs").status_code == 200

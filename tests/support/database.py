@@ -1,0 +1,65 @@
+"""Fresh, migrated databases for tests: a SQLite file, or a PostgreSQL schema.
+
+PostgreSQL runs whenever ANCLA_TEST_DATABASE_URL is set (CI sets it): each test
+gets its own schema (search_path), migrated with Alembic like production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.cli import upgrade_database
+from app.db import normalise_url
+
+PG_URL_ENV = "ANCLA_TEST_DATABASE_URL"
+
+
+def backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(PG_URL_ENV) else ["sqlite"]
+
+
+def with_search_path(url: str, schema: str) -> str:
+    parsed = make_url(normalise_url(url))
+    query = dict(parsed.query)
+    query["options"] = f"-csearch_path={schema}"
+    # Lets teardown find (and end) every session of this test, even a killed worker's.
+    query["application_name"] = schema
+    return parsed.set(query=query).render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of an empty, migrated database; drop it afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/ancla.db"
+        upgrade_database(url)
+        yield url
+        return
+    base = os.environ[PG_URL_ENV]
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = with_search_path(base, schema)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            # Sessions of a killed worker may still hold the schema; end them first.
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND application_name = :schema"
+                ),
+                {"schema": schema},
+            )
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

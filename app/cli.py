@@ -112,6 +112,12 @@ def deploy(
         out.print(f"export ANCLA_CONTRACT_ADDRESS={address}", highlight=False)
 
 
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def _read_json_file(path: Path, what: str) -> bytes:
     try:
         return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
@@ -395,6 +401,7 @@ def worker() -> None:
     from app.runtime import Runtime
 
     settings = _settings()
+    _configure_logging()
     runtime = Runtime.create(settings)
     try:
         anchor_worker = runtime.make_worker()

@@ -309,22 +309,33 @@ class AnchorWorker:
     # -- confirmations and reorgs -------------------------------------------------
 
     def _confirm(self, session: Session, report: TickReport) -> None:
-        anchored = list(
-            session.scalars(select(Batch).where(Batch.status == ANCHORED).order_by(Batch.id))
-        )
-        if not anchored:
-            return
+        """Detect reorged anchors, then promote anchored batches with K confirmations.
+
+        Blocks form a hash chain: if the newest anchor's block is still
+        canonical, so is every older one. So only the newest is checked on a
+        quiet tick, and the walk goes back only while blocks differ. Final
+        batches are included: with a small K a reorg can still remove them.
+        """
         head = self.client.head()
-        for batch in anchored:
+        reorged: list[int] = []
+        on_chain = session.scalars(
+            select(Batch).where(Batch.status.in_((ANCHORED, FINAL))).order_by(Batch.id.desc())
+        )
+        for batch in on_chain:
             assert batch.block_number is not None  # noqa: S101 - set with ANCHORED
-            if self.client.block_hash_at(batch.block_number) != batch.block_hash:
-                log.warning(
-                    "batch %s: block %s was reorged away; anchoring again",
-                    batch.id,
-                    batch.block_number,
-                )
-                report.reset.extend(self._reset_from(session, batch.id, cause="reorg"))
-                return
+            if self.client.block_hash_at(batch.block_number) == batch.block_hash:
+                break
+            reorged.append(batch.id)
+        if reorged:
+            log.warning(
+                "batches %s: their blocks were reorged away; anchoring again", sorted(reorged)
+            )
+            report.reset.extend(self._reset_from(session, min(reorged), cause="reorg"))
+        anchored = session.scalars(
+            select(Batch).where(Batch.status == ANCHORED).order_by(Batch.id)
+        ).all()
+        for batch in anchored:
+            assert batch.block_number is not None  # noqa: S101
             if head - batch.block_number + 1 >= self.config.confirmations:
                 batch.status = FINAL
                 batch.final_at = utcnow()
@@ -349,10 +360,15 @@ class AnchorWorker:
         backoff = self.config.poll_interval
         try:
             while not stop.is_set():
-                if not (lock.check() if lock.held else lock.try_acquire()):
+                was_leader = lock.held
+                if not (lock.check() if was_leader else lock.try_acquire()):
+                    if was_leader:
+                        log.warning("lost the anchoring lead (database session gone)")
                     metrics.IS_LEADER.set(0)
                     stop.wait(1.0)
                     continue
+                if not was_leader:
+                    log.info("this worker now leads anchoring (pid %s)", os.getpid())
                 metrics.IS_LEADER.set(1)
                 try:
                     self.tick()

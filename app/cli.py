@@ -242,8 +242,12 @@ def upgrade_database(database_url: str) -> None:
 
     from app.db import PROJECT_ROOT, normalise_url
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # The working directory first (a checkout or the image's /app), then the source tree.
+    root = Path.cwd() if (Path.cwd() / "alembic.ini").exists() else PROJECT_ROOT
+    if not (root / "migrations").is_dir():
+        _fail(f"no migrations/ found in {Path.cwd()} or {PROJECT_ROOT}; run from the project")
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
     config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
     config.attributes["configure_logging"] = False
     command.upgrade(config, "head")

@@ -1,0 +1,345 @@
+"""Shared pieces of the service benchmarks (bench/ingest.py, bench/lookup.py).
+
+Fresh migrated databases (a SQLite file, or a PostgreSQL schema dropped at the
+end), the real service under uvicorn in a subprocess, CPU accounting of the
+processes involved (read from /proc), percentiles and a plain table printer.
+Nothing here asserts on time: the scripts print figures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from app.cli import upgrade_database  # noqa: E402
+from app.db import normalise_url  # noqa: E402
+
+PG_BASE_URL = os.environ.get(
+    "ANCLA_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def backends_from(choice: str) -> list[str]:
+    return ["sqlite", "postgresql"] if choice == "both" else [choice]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- databases ---------------------------------------------------------------------
+
+
+def with_search_path(url: str, schema: str) -> str:
+    parsed = make_url(normalise_url(url))
+    query = dict(parsed.query)
+    query["options"] = f"-csearch_path={schema}"
+    query["application_name"] = schema
+    return parsed.set(query=query).render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
+    """Yield the URL of an empty, migrated database; drop it afterwards."""
+    if backend == "sqlite":
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        path = tmp_dir / f"ancla-{secrets.token_hex(4)}.db"
+        url = f"sqlite:///{path}"
+        upgrade_database(url)
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm", ".anchor.lock"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    schema = f"bench_{secrets.token_hex(6)}"
+    admin = create_engine(normalise_url(PG_BASE_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = with_search_path(PG_BASE_URL, schema)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND application_name = :schema"
+                ),
+                {"schema": schema},
+            )
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def add_bench_agency(database_url: str, ruc: str, name: str) -> str:
+    """Register an agency and return its API key."""
+    from app.db import make_engine, make_session_factory
+    from app.services.agencies import add_agency
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with make_session_factory(engine)() as session:
+            return add_agency(session=session, ruc=ruc, name=name).api_key
+    finally:
+        engine.dispose()
+
+
+# -- the service under uvicorn ---------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    workers: int
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests (the main one when workers == 1)."""
+        if self.workers == 1:
+            return [self.process.pid]
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def run_server(
+    *,
+    database_url: str,
+    log_dir: Path,
+    workers: int = 1,
+    run_worker: bool = True,
+    rpc_url: str = "http://127.0.0.1:9",
+    contract: str | None = None,
+    access_log: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """uvicorn app.main:app_from_environment --factory, as `ancla serve` runs it."""
+    from app.devchain import DEV_KEY_0
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "ANCLA_ENVIRONMENT": "test",
+        "ANCLA_DATABASE_URL": database_url,
+        "ANCLA_RPC_URL": rpc_url,
+        "ANCLA_SIGNER_KEY": DEV_KEY_0,
+        "ANCLA_RUN_WORKER": "1" if run_worker else "0",
+        **(extra_env or {}),
+    }
+    if contract:
+        env["ANCLA_CONTRACT_ADDRESS"] = contract
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"uvicorn-{port}.log"
+    argv = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "app.main:app_from_environment",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "info",
+        "--proxy-headers",
+    ]
+    if not access_log:
+        argv.append("--no-access-log")
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    server = Server(f"http://127.0.0.1:{port}", port, process, log, workers)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_ready(server: Server, timeout: float = 60.0) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early; see {server.log}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                ready += 1
+            conn.close()
+        except OSError:
+            pass
+        if ready and (server.workers == 1 or len(children(server.process.pid)) >= server.workers):
+            # Give every worker its start-up (imports, lifespan) before measuring.
+            time.sleep(1.0 if server.workers == 1 else 2.0)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"uvicorn did not answer /healthz in {timeout:.0f} s; see {server.log}")
+
+
+# -- CPU accounting from /proc ------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as handle:
+                found.extend(int(p) for p in handle.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in children(pid):
+        pids.extend(tree(child))
+    return pids
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime (+ reaped children's) of the given processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14-17.
+        total += sum(int(v) for v in fields[11:15])
+    return total / CLK_TCK
+
+
+def pids_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as handle:
+                    if handle.read().strip() == name:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named groups of processes over a measured interval."""
+
+    groups: dict[str, Any]  # name -> callable returning the pids to count
+    _start: dict[str, float] = field(default_factory=dict)
+    _wall: float = 0.0
+    self_start: float = 0.0
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(fn()) for name, fn in self.groups.items()}
+        self._wall = time.monotonic()
+        self.self_start = _self_cpu()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used by each group (CPU seconds per wall second)."""
+        wall = time.monotonic() - self._wall
+        used = {
+            name: (cpu_seconds(fn()) - self._start[name]) / wall for name, fn in self.groups.items()
+        }
+        used["bench (this process)"] = (_self_cpu() - self.self_start) / wall
+        return used
+
+
+def _self_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+# -- figures -----------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values (p in 0..100)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> None:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    if title:
+        print(title)
+    for index, row in enumerate(cells):
+        line = "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+        )
+        print("  " + line.rstrip())
+        if index == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value >= 100:
+            return f"{value:,.0f}"
+        if value >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

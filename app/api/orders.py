@@ -15,8 +15,8 @@ from sqlalchemy import select
 from app.api.deps import AgencyDep, SessionDep
 from app.api.problems import problem
 from app.errors import InvalidInput, NotFound
-from app.models import PURCHASE_ORDER_SCHEMA, Batch, Record
-from app.purchase_order import PurchaseOrder
+from app.models import Batch, Record
+from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from app.services.ingest import MAX_BULK_ITEMS, ItemResult, parse_orders, record_orders
 from app.services.receipts import record_status
 from ledger.canonical import parse_json_strict

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
-from app.models import PURCHASE_ORDER_SCHEMA, Agency, Record, utcnow
-from app.purchase_order import PurchaseOrder
+from app.models import Agency, Record, utcnow
+from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from ledger.canonical import canonical_bytes, hash_canonical
 
 # Bulk requests are bounded (DESIGN §4): 10,000 orders per request.

@@ -164,7 +164,10 @@ class Record(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[Decimal] = mapped_column(Numeric(20, 2))
     prev_hash: Mapped[str | None] = mapped_column(String(66), default=None)
-    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    # The agency whose key recorded it; None for records brought in by `ancla import`.
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"), default=None)
+    # "api", or "import:<file name>" for bulk imports by the operator.
+    source: Mapped[str] = mapped_column(String(200), default="api")
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), default=None)
     # Index of the hash in the list the batch's tree was built from (dump order).

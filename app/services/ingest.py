@@ -88,7 +88,7 @@ class _Prepared:
     hash: str
 
 
-def _row(prepared: _Prepared, agency: Agency, now: Any) -> dict[str, Any]:
+def _row(prepared: _Prepared, agency: Agency | None, source: str, now: Any) -> dict[str, Any]:
     order = prepared.order
     return {
         "hash": prepared.hash,
@@ -102,7 +102,8 @@ def _row(prepared: _Prepared, agency: Agency, now: Any) -> dict[str, Any]:
         "issued_at": order.issued_at_datetime.astimezone(UTC),
         "currency": order.currency,
         "total": Decimal(order.total),
-        "agency_id": agency.id,
+        "agency_id": agency.id if agency is not None else None,
+        "source": source,
         "accepted_at": now,
     }
 
@@ -113,9 +114,17 @@ def _chunks(items: Sequence[Any], size: int = _LOOKUP_CHUNK) -> Iterable[Sequenc
 
 
 def record_orders(
-    *, session: Session, agency: Agency, orders: Sequence[PurchaseOrder | ValidationError]
+    *,
+    session: Session,
+    agency: Agency | None,
+    orders: Sequence[PurchaseOrder | ValidationError],
+    source: str = "api",
 ) -> list[ItemResult]:
-    """Record already-parsed orders (a ValidationError stands for an invalid item)."""
+    """Record already-parsed orders (a ValidationError stands for an invalid item).
+
+    ``agency`` is the key holder for API requests (its buyer RUC only); None
+    for the operator's imports, which may record any buyer's orders.
+    """
     results: list[ItemResult | None] = [None] * len(orders)
     prepared: list[_Prepared] = []
     for index, order in enumerate(orders):
@@ -126,7 +135,7 @@ def record_orders(
                 detail="the purchase order is invalid",
                 errors=validation_errors(order),
             )
-        elif order.buyer.ruc != agency.ruc:
+        elif agency is not None and order.buyer.ruc != agency.ruc:
             results[index] = ItemResult(
                 index,
                 "forbidden",
@@ -142,7 +151,7 @@ def record_orders(
     # our insert; the unique indexes catch it and the whole pass is redone.
     for attempt in range(3):
         try:
-            _store(session, agency, prepared, results)
+            _store(session, agency, source, prepared, results)
             break
         except IntegrityError:
             session.rollback()
@@ -158,45 +167,54 @@ def record_orders(
 
 
 def _store(
-    session: Session, agency: Agency, prepared: list[_Prepared], results: list[ItemResult | None]
+    session: Session,
+    agency: Agency | None,
+    source: str,
+    prepared: list[_Prepared],
+    results: list[ItemResult | None],
 ) -> None:
     existing_hashes: set[str] = set()
     for chunk in _chunks([p.hash for p in prepared]):
         existing_hashes.update(session.scalars(select(Record.hash).where(Record.hash.in_(chunk))))
-    taken: dict[str, str] = {}  # order number -> hash already recorded
-    numbers = sorted({p.order.order_number for p in prepared})
-    for chunk in _chunks(numbers):
-        rows = session.execute(
-            select(Record.order_number, Record.hash).where(
-                Record.schema == PURCHASE_ORDER_SCHEMA,
-                Record.buyer_ruc == agency.ruc,
-                Record.order_number.in_(chunk),
+    # (buyer RUC, order number) -> hash already recorded
+    taken: dict[tuple[str, str], str] = {}
+    by_buyer: dict[str, set[str]] = {}
+    for item in prepared:
+        by_buyer.setdefault(item.order.buyer.ruc, set()).add(item.order.order_number)
+    for buyer_ruc, numbers in by_buyer.items():
+        for chunk in _chunks(sorted(numbers)):
+            rows = session.execute(
+                select(Record.order_number, Record.hash).where(
+                    Record.schema == PURCHASE_ORDER_SCHEMA,
+                    Record.buyer_ruc == buyer_ruc,
+                    Record.order_number.in_(chunk),
+                )
             )
-        )
-        taken.update(dict(rows.all()))
+            taken.update({(buyer_ruc, number): found for number, found in rows})
 
     now = utcnow()
     new_rows: list[dict[str, Any]] = []
     for item in prepared:
         number = item.order.order_number
+        key = (item.order.buyer.ruc, number)
         if item.hash in existing_hashes:
             results[item.index] = ItemResult(item.index, "exists", item.hash, number)
-        elif number in taken:
+        elif key in taken:
             results[item.index] = ItemResult(
                 item.index,
                 "conflict",
                 item.hash,
                 number,
-                detail=f"order {number} of buyer {agency.ruc} is already recorded with other "
-                f"content (hash {taken[number]}); a recorded order never changes",
-                existing_hash=taken[number],
+                detail=f"order {number} of buyer {key[0]} is already recorded with other "
+                f"content (hash {taken[key]}); a recorded order never changes",
+                existing_hash=taken[key],
             )
         else:
             results[item.index] = ItemResult(item.index, "created", item.hash, number)
-            new_rows.append(_row(item, agency, now))
+            new_rows.append(_row(item, agency, source, now))
             # Later items of the same request see this one as recorded.
             existing_hashes.add(item.hash)
-            taken[number] = item.hash
+            taken[key] = item.hash
     if new_rows:
         session.execute(insert(Record), new_rows)
     session.commit()

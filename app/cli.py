@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -453,6 +454,105 @@ def anchor(as_json: JsonOption = False) -> None:
             f"sealed {len(report.sealed)} batch(es), anchored {len(report.anchored)}, "
             f"final {len(report.finalized)}"
         )
+
+
+@app.command("verify")
+def verify_command(
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Only this batch")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+            help="Only what was accepted or sealed since this date (UTC)",
+        ),
+    ] = None,
+    buyer: Annotated[str | None, typer.Option(help="Only this buyer's records (RUC)")] = None,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Seconds a record may stay unanchored [default: batch max age + 300]"
+        ),
+    ] = None,
+    rpc: RpcOption = None,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-verify the whole ledger: every record re-hashed, every batch root rebuilt, every
+    anchor checked on chain. Exit 0 clean, 1 discrepancies, 2 could not run."""
+    from datetime import UTC, timedelta
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import make_engine, make_session_factory
+    from app.services.audit import Auditor, AuditScope
+    from ledger.chain import ChainClient
+
+    settings = _settings(rpc_url=rpc, database_url=database_url)
+    if not settings.contract_address:
+        _fail("ANCLA_CONTRACT_ADDRESS is not set: the registry to check anchors against")
+    if buyer is not None and not (len(buyer) == 11 and buyer.isdigit()):
+        _fail(f"--buyer must be an 11-digit RUC, got {buyer!r}")
+    scope = AuditScope(
+        batch_id=batch, since=since.replace(tzinfo=UTC) if since else None, buyer=buyer
+    )
+    engine = make_engine(settings.database_url, pool_size=2)
+    client = ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds)
+    pending = timedelta(
+        seconds=window if window is not None else settings.batch_max_age_seconds + 300
+    )
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+        transient=True,
+    )
+    try:
+        with progress:
+            auditor = Auditor(
+                session_factory=make_session_factory(engine),
+                client=client,
+                registry=client.registry(settings.contract_address),
+                confirmations=settings.confirmations,
+                pending_window=pending,
+            )
+            task = progress.add_task("records", total=auditor.count_records(scope))
+            auditor.progress = lambda n: progress.advance(task, n)
+            report = auditor.run(scope)
+    except LedgerError as exc:
+        _fail(f"could not check against the chain: {exc}")
+    except SQLAlchemyError as exc:
+        _fail(
+            f"could not read the database: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'orig', None) or exc}"
+        )
+    finally:
+        engine.dispose()
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_audit(report)
+    raise typer.Exit(EXIT_VALID if report.ok else EXIT_INVALID)
+
+
+def _print_audit(report: Any) -> None:
+    out.print(
+        f"checked {report.records_checked:,} records, {report.batches_checked:,} batches, "
+        f"{report.anchors_checked:,} anchors"
+    )
+    if report.ok:
+        out.print("[bold green]no discrepancies[/]")
+        return
+    table = Table("kind", "batch", "record", "detail", title="discrepancies")
+    for d in report.discrepancies:
+        table.add_row(
+            d.kind, "" if d.batch_id is None else str(d.batch_id), d.record_hash or "", d.detail
+        )
+    out.print(table)
+    err.print(f"[bold red]{len(report.discrepancies)} discrepancies[/]")
 
 
 @app.command()

@@ -1,0 +1,497 @@
+"""Bulk re-verification (`ancla verify`): the whole ledger against itself and the chain.
+
+Nothing here trusts the service's own status columns. For every record: its
+stored canonical bytes re-hash to its hash, and its query columns agree with
+those bytes. For every batch: the root rebuilt from its records equals the
+stored root and the root on chain; its anchoring event exists once, from a
+transaction that succeeded, in a block that is still canonical, with enough
+confirmations. On chain: batch ids 1..N each anchored exactly once. Pending
+records and batches must not be older than the batching window allows.
+
+It streams (server-side cursors, one batch of records in memory at a time) and
+asks the chain per batch, never per record.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sha3 import keccak_256
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db import SessionFactory
+from app.models import SEALED, SUBMITTED, Batch, Record, utcnow
+from ledger.chain import AnchorEvent, ChainClient, Registry
+from ledger.merkle import MerkleTree, leaf_bytes, root_from_proof
+
+# Kinds of discrepancy, as reported (and documented in the README).
+TAMPERED_RECORD = "tampered_record"  # canonical bytes do not hash to the record's hash
+DERIVED_MISMATCH = "derived_mismatch"  # a query column disagrees with the canonical bytes
+MISSING_RECORD = "missing_record"  # a batch lacks the record at some position
+EXTRA_RECORD = "extra_record"  # a batch holds more records than it was sealed with
+ROOT_MISMATCH = "root_mismatch"  # rebuilt root, stored root and chain root disagree
+ANCHOR_MISSING = "anchor_missing"  # the batch should be on chain and is not
+ANCHOR_MISMATCH = "anchor_mismatch"  # the chain's anchor differs from the stored one
+ANCHOR_REORGED = "anchor_reorged"  # the anchoring block is no longer canonical
+ANCHOR_FAILED = "anchor_failed"  # the anchoring transaction reverted
+UNCONFIRMED = "insufficient_confirmations"  # marked final with fewer than K confirmations
+MISSING_BATCH = "missing_batch"  # a batch id is absent from the database
+CHAIN_GAP = "chain_gap"  # a batch id was never anchored while later ones were
+DUPLICATE_ANCHOR = "duplicate_anchor"  # one batch id anchored more than once
+UNANCHORED_TOO_LONG = "unanchored_too_long"  # pending past the batching window
+
+_STREAM_CHUNK = 5_000
+
+
+@dataclass
+class Discrepancy:
+    kind: str
+    detail: str
+    batch_id: int | None = None
+    record_hash: str | None = None
+    record_id: int | None = None
+    tx_hash: str | None = None
+    expected: Any = None
+    actual: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class AuditReport:
+    records_checked: int = 0
+    batches_checked: int = 0
+    anchors_checked: int = 0
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    def add(self, kind: str, detail: str, **where: Any) -> None:
+        self.discrepancies.append(Discrepancy(kind, detail, **where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records_checked": self.records_checked,
+            "batches_checked": self.batches_checked,
+            "anchors_checked": self.anchors_checked,
+            "discrepancies_by_kind": dict(Counter(d.kind for d in self.discrepancies)),
+            "discrepancies": [d.to_dict() for d in self.discrepancies],
+        }
+
+
+@dataclass
+class AuditScope:
+    batch_id: int | None = None
+    since: datetime | None = None
+    buyer: str | None = None
+
+    @property
+    def whole_ledger(self) -> bool:
+        return self.batch_id is None and self.since is None and self.buyer is None
+
+
+# -- records -------------------------------------------------------------------------
+
+_RECORD_COLUMNS = (
+    Record.id,
+    Record.hash,
+    Record.canonical,
+    Record.schema,
+    Record.buyer_ruc,
+    Record.buyer_name,
+    Record.order_number,
+    Record.supplier_ruc,
+    Record.supplier_name,
+    Record.issued_at,
+    Record.currency,
+    Record.total,
+    Record.batch_id,
+    Record.batch_position,
+    Record.proof,
+)
+
+
+def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
+    """(column, from bytes, stored) for every query column that disagrees with the bytes."""
+    try:
+        record = json.loads(row.canonical)
+        order = record["purchase_order"]
+        expected = {
+            "schema": record["schema"],
+            "buyer_ruc": order["buyer"]["ruc"],
+            "buyer_name": order["buyer"]["name"],
+            "order_number": order["order_number"],
+            "supplier_ruc": order["supplier"]["ruc"],
+            "supplier_name": order["supplier"]["name"],
+            "issued_at": datetime.fromisoformat(order["issued_at"]),
+            "currency": order["currency"],
+            "total": Decimal(order["total"]),
+        }
+    except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+        return [("canonical", "a purchase-order record", f"unreadable: {exc}")]
+    problems = []
+    for column, value in expected.items():
+        stored = getattr(row, column)
+        if stored != value:
+            problems.append((column, str(value), str(stored)))
+    return problems
+
+
+def _check_record(row: Any, report: AuditReport) -> bool:
+    """Hash and derived columns of one record; False if its bytes are not its hash."""
+    report.records_checked += 1
+    actual = "0x" + keccak_256(row.canonical).hexdigest()
+    if not hmac.compare_digest(actual, row.hash):
+        report.add(
+            TAMPERED_RECORD,
+            "the stored bytes do not hash to the record's hash",
+            record_id=row.id,
+            record_hash=row.hash,
+            batch_id=row.batch_id,
+            expected=row.hash,
+            actual=actual,
+        )
+        return False
+    for column, from_bytes, stored in _derived_problems(row):
+        report.add(
+            DERIVED_MISMATCH,
+            f"column {column} disagrees with the record's bytes",
+            record_id=row.id,
+            record_hash=row.hash,
+            expected=from_bytes,
+            actual=stored,
+        )
+    return True
+
+
+def _stream(session: Session, query: Any) -> Iterator[Any]:
+    # stream_results: a server-side cursor on PostgreSQL, so memory stays flat.
+    yield from session.execute(
+        query.execution_options(stream_results=True, yield_per=_STREAM_CHUNK)
+    )
+
+
+# -- the audit -----------------------------------------------------------------------
+
+
+class Auditor:
+    def __init__(
+        self,
+        *,
+        session_factory: SessionFactory,
+        client: ChainClient,
+        registry: Registry,
+        confirmations: int,
+        pending_window: timedelta,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.client = client
+        self.registry = registry
+        self.confirmations = confirmations
+        self.pending_window = pending_window
+        self.progress = progress or (lambda n: None)
+
+    def count_records(self, scope: AuditScope) -> int:
+        with self.session_factory() as session:
+            query = select(func.count()).select_from(Record)
+            query = self._scope_records(query, scope)
+            return session.scalar(query) or 0
+
+    @staticmethod
+    def _scope_records(query: Any, scope: AuditScope) -> Any:
+        if scope.batch_id is not None:
+            query = query.where(Record.batch_id == scope.batch_id)
+        if scope.since is not None:
+            query = query.where(Record.accepted_at >= scope.since)
+        if scope.buyer is not None:
+            query = query.where(Record.buyer_ruc == scope.buyer)
+        return query
+
+    def run(self, scope: AuditScope | None = None) -> AuditReport:
+        scope = scope or AuditScope()
+        report = AuditReport()
+        # One read of the chain's anchors (eth_getLogs), grouped by batch id.
+        events: dict[int, list[AnchorEvent]] = {}
+        for event in self.registry.find_anchor_events():
+            events.setdefault(event.batch_id, []).append(event)
+        head = self.client.head()
+        now = utcnow()
+        with self.session_factory() as session:
+            batches = self._batches_in_scope(session, scope)
+            self._check_batch_ids(session, scope, events, report)
+            for batch in batches:
+                self._check_batch(session, batch, events.get(batch.id, []), head, now, report)
+            self._check_pending(session, scope, now, report)
+        return report
+
+    def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:
+        query = select(Batch).order_by(Batch.id)
+        if scope.batch_id is not None:
+            query = query.where(Batch.id == scope.batch_id)
+        if scope.since is not None:
+            query = query.where(Batch.sealed_at >= scope.since)
+        if scope.buyer is not None:
+            query = query.where(
+                Batch.id.in_(select(Record.batch_id).where(Record.buyer_ruc == scope.buyer))
+            )
+        return list(session.scalars(query))
+
+    def _check_batch_ids(
+        self,
+        session: Session,
+        scope: AuditScope,
+        events: dict[int, list[AnchorEvent]],
+        report: AuditReport,
+    ) -> None:
+        if not scope.whole_ledger:
+            return
+        stored = set(session.scalars(select(Batch.id)))
+        highest = max(stored | set(events), default=0)
+        for batch_id in range(1, highest + 1):
+            if batch_id not in stored:
+                report.add(
+                    MISSING_BATCH,
+                    f"batch {batch_id} is not in the database"
+                    + (" but is anchored on chain" if batch_id in events else ""),
+                    batch_id=batch_id,
+                )
+        on_chain = sorted(events)
+        for batch_id in range(1, (on_chain[-1] if on_chain else 0) + 1):
+            if batch_id not in events:
+                report.add(
+                    CHAIN_GAP,
+                    f"batch {batch_id} was never anchored, later ones were",
+                    batch_id=batch_id,
+                )
+        for batch_id, found in sorted(events.items()):
+            if len(found) > 1:
+                report.add(
+                    DUPLICATE_ANCHOR,
+                    f"batch {batch_id} is anchored {len(found)} times",
+                    batch_id=batch_id,
+                    tx_hash=found[1].tx_hash,
+                )
+
+    def _check_batch(
+        self,
+        session: Session,
+        batch: Batch,
+        events: list[AnchorEvent],
+        head: int,
+        now: datetime,
+        report: AuditReport,
+    ) -> None:
+        report.batches_checked += 1
+        rows = _stream(
+            session,
+            select(*_RECORD_COLUMNS)
+            .where(Record.batch_id == batch.id)
+            .order_by(Record.batch_position, Record.id),
+        )
+        hashes: list[str] = []
+        proofs: list[tuple[str, bytes | None]] = []
+        positions: Counter[int | None] = Counter()
+        for row in rows:
+            _check_record(row, report)
+            positions[row.batch_position] += 1
+            hashes.append(row.hash)
+            proofs.append((row.hash, row.proof))
+            self.progress(1)
+        membership_ok = self._check_membership(batch, positions, report)
+        rebuilt = MerkleTree.of(hashes).root if hashes and len(set(hashes)) == len(hashes) else None
+        if membership_ok and rebuilt != batch.root:
+            report.add(
+                ROOT_MISMATCH,
+                "the root rebuilt from the batch's records is not the stored root",
+                batch_id=batch.id,
+                expected=batch.root,
+                actual=rebuilt,
+            )
+            self._pinpoint(batch, proofs, report)
+        self._check_anchor(batch, events, head, now, report)
+
+    def _check_membership(
+        self, batch: Batch, positions: Counter[int | None], report: AuditReport
+    ) -> bool:
+        ok = True
+        for expected_position in range(batch.size):
+            if positions[expected_position] == 0:
+                ok = False
+                report.add(
+                    MISSING_RECORD,
+                    f"batch {batch.id} has no record at position {expected_position} of "
+                    f"{batch.size}",
+                    batch_id=batch.id,
+                    expected=expected_position,
+                    actual=None,
+                )
+        for position, count in sorted(
+            positions.items(), key=lambda item: (item[0] is None, item[0] or 0)
+        ):
+            extra = count - 1 if position is not None and 0 <= position < batch.size else count
+            if extra > 0:
+                ok = False
+                report.add(
+                    EXTRA_RECORD,
+                    f"batch {batch.id} holds {extra} record(s) more at "
+                    f"position {position} than it was sealed with",
+                    batch_id=batch.id,
+                    expected=batch.size,
+                    actual=sum(positions.values()),
+                )
+        return ok
+
+    def _pinpoint(
+        self, batch: Batch, proofs: list[tuple[str, bytes | None]], report: AuditReport
+    ) -> None:
+        """Name the records whose stored proof no longer leads to the stored root."""
+        root = bytes.fromhex(batch.root[2:])
+        for record_hash, proof in proofs:
+            data = proof or b""
+            siblings = [data[i : i + 32] for i in range(0, len(data), 32)]
+            if root_from_proof(leaf_bytes(bytes.fromhex(record_hash[2:])), siblings) != root:
+                report.add(
+                    ROOT_MISMATCH,
+                    "this record's proof does not lead to its batch's "
+                    "stored root (its hash was changed?)",
+                    batch_id=batch.id,
+                    record_hash=record_hash,
+                )
+
+    def _check_anchor(
+        self,
+        batch: Batch,
+        events: list[AnchorEvent],
+        head: int,
+        now: datetime,
+        report: AuditReport,
+    ) -> None:
+        if batch.status in (SEALED, SUBMITTED):
+            if now - batch.sealed_at > self.pending_window:
+                report.add(
+                    UNANCHORED_TOO_LONG,
+                    f"batch {batch.id} sealed at "
+                    f"{batch.sealed_at.isoformat()} is still {batch.status}",
+                    batch_id=batch.id,
+                )
+            return
+        report.anchors_checked += 1
+        ours = [e for e in events if e.contract == self.registry.address]
+        if not ours:
+            stored_block = batch.block_number
+            canonical = None if stored_block is None else self.client.block_hash_at(stored_block)
+            if stored_block is not None and canonical != batch.block_hash:
+                report.add(
+                    ANCHOR_REORGED,
+                    f"batch {batch.id} is marked {batch.status}, but its "
+                    f"block {stored_block} is no longer on the chain",
+                    batch_id=batch.id,
+                    tx_hash=batch.tx_hash,
+                    expected=batch.block_hash,
+                    actual=canonical,
+                )
+            else:
+                report.add(
+                    ANCHOR_MISSING,
+                    f"batch {batch.id} is marked {batch.status} but the contract never anchored it",
+                    batch_id=batch.id,
+                    tx_hash=batch.tx_hash,
+                )
+            return
+        event = ours[0]
+        if event.root != batch.root:
+            report.add(
+                ROOT_MISMATCH,
+                "the root anchored on chain is not the stored root",
+                batch_id=batch.id,
+                tx_hash=event.tx_hash,
+                expected=event.root,
+                actual=batch.root,
+            )
+        if (event.tx_hash, event.block_hash, event.log_index, event.leaf_count) != (
+            batch.tx_hash,
+            batch.block_hash,
+            batch.log_index,
+            batch.size,
+        ):
+            report.add(
+                ANCHOR_MISMATCH,
+                "the stored anchor is not the chain's anchoring event",
+                batch_id=batch.id,
+                tx_hash=batch.tx_hash,
+                expected=f"{event.tx_hash} block {event.block_hash} log "
+                f"{event.log_index} leaves {event.leaf_count}",
+                actual=f"{batch.tx_hash} block {batch.block_hash} log {batch.log_index} "
+                f"leaves {batch.size}",
+            )
+        canonical = self.client.block_hash_at(event.block_number)
+        if canonical != event.block_hash:
+            report.add(
+                ANCHOR_REORGED,
+                f"block {event.block_number} of the anchor is no longer canonical",
+                batch_id=batch.id,
+                tx_hash=event.tx_hash,
+                expected=event.block_hash,
+                actual=canonical,
+            )
+            return
+        receipt = self.client.receipt(event.tx_hash)
+        if receipt is None or int(receipt["status"]) != 1:
+            report.add(
+                ANCHOR_FAILED,
+                "the anchoring transaction did not succeed",
+                batch_id=batch.id,
+                tx_hash=event.tx_hash,
+            )
+        on_chain_root = self.registry.root_of(batch.id)
+        if on_chain_root != event.root:
+            report.add(
+                ROOT_MISMATCH,
+                "rootOf(batch) on chain is not the anchored root",
+                batch_id=batch.id,
+                expected=event.root,
+                actual=on_chain_root,
+            )
+        depth = head - event.block_number + 1
+        if batch.status == "final" and depth < self.confirmations:
+            report.add(
+                UNCONFIRMED,
+                f"batch {batch.id} is marked final with {depth} "
+                f"confirmations, fewer than {self.confirmations}",
+                batch_id=batch.id,
+                expected=self.confirmations,
+                actual=depth,
+            )
+
+    def _check_pending(
+        self, session: Session, scope: AuditScope, now: datetime, report: AuditReport
+    ) -> None:
+        if scope.batch_id is not None:
+            return
+        query = self._scope_records(
+            select(*_RECORD_COLUMNS, Record.accepted_at).where(Record.batch_id.is_(None)),
+            scope,
+        ).order_by(Record.id)
+        for row in _stream(session, query):
+            _check_record(row, report)
+            self.progress(1)
+            if now - row.accepted_at > self.pending_window:
+                report.add(
+                    UNANCHORED_TOO_LONG,
+                    f"accepted at {row.accepted_at.isoformat()} and still in no batch",
+                    record_id=row.id,
+                    record_hash=row.hash,
+                )

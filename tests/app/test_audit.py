@@ -1,0 +1,193 @@
+"""`ancla verify`: tamper with the database and the chain for real; each kind is found, and
+nothing else is reported."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from app.models import Batch, Record
+from app.runtime import Runtime
+from app.services.audit import Auditor, AuditReport, AuditScope
+from ledger.chain import ChainClient
+from tests.support.services import ancla, ingest, settings_env
+
+pytestmark = [pytest.mark.db, pytest.mark.chain]
+
+
+@pytest.fixture
+def ledger(make_settings: Any) -> Any:
+    """30 records in 3 anchored batches of 10, plus 2 pending records."""
+    runtime = Runtime.create(make_settings(batch_max_size=10))
+    hashes = ingest(runtime.session_factory, range(30))
+    runtime.make_worker().tick(force_seal=True)
+    hashes += ingest(runtime.session_factory, range(30, 32))
+    yield runtime, hashes
+    runtime.stop()
+
+
+def audit(
+    runtime: Runtime, scope: AuditScope | None = None, *, window: float = 3600
+) -> AuditReport:
+    registry = runtime.registry()
+    assert registry is not None
+    return Auditor(
+        session_factory=runtime.session_factory,
+        client=runtime.client,
+        registry=registry,
+        confirmations=1,
+        pending_window=timedelta(seconds=window),
+    ).run(scope)
+
+
+def kinds(report: AuditReport) -> Counter[str]:
+    return Counter(d.kind for d in report.discrepancies)
+
+
+def change(runtime: Runtime, statement: Any) -> None:
+    with runtime.session_factory() as session:
+        session.execute(statement)
+        session.commit()
+
+
+def test_clean_ledger_has_no_discrepancies(ledger: Any) -> None:
+    runtime, _ = ledger
+    report = audit(runtime)
+    assert report.ok, report.to_dict()
+    assert (report.records_checked, report.batches_checked, report.anchors_checked) == (32, 3, 3)
+
+
+def test_edited_record_bytes(ledger: Any) -> None:
+    runtime, hashes = ledger
+    with runtime.session_factory() as session:
+        canonical = session.scalar(select(Record.canonical).where(Record.hash == hashes[4]))
+    assert canonical is not None
+    forged = canonical.replace(b'"total":"', b'"total":"9')
+    change(runtime, update(Record).where(Record.hash == hashes[4]).values(canonical=forged))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"tampered_record": 1})
+    assert report.discrepancies[0].record_hash == hashes[4]
+
+
+def test_edited_derived_column(ledger: Any) -> None:
+    runtime, hashes = ledger
+    change(runtime, update(Record).where(Record.hash == hashes[7]).values(total=1))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"derived_mismatch": 1})
+    assert report.discrepancies[0].detail == "column total disagrees with the record's bytes"
+
+
+def test_deleted_record(ledger: Any) -> None:
+    runtime, hashes = ledger
+    change(runtime, delete(Record).where(Record.hash == hashes[12]))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"missing_record": 1})
+    assert report.discrepancies[0].batch_id == 2
+
+
+def test_record_moved_to_another_batch(ledger: Any) -> None:
+    runtime, hashes = ledger
+    change(runtime, update(Record).where(Record.hash == hashes[0]).values(batch_id=3))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"missing_record": 1, "extra_record": 1})
+    assert {d.kind: d.batch_id for d in report.discrepancies} == {
+        "missing_record": 1,
+        "extra_record": 3,
+    }
+
+
+def test_changed_stored_root(ledger: Any) -> None:
+    runtime, _ = ledger
+    change(runtime, update(Batch).where(Batch.id == 2).values(root="0x" + "11" * 32))
+    report = audit(runtime)
+    assert set(kinds(report)) == {"root_mismatch"}
+    assert {d.batch_id for d in report.discrepancies} == {2}
+
+
+def test_record_hash_rewritten_with_its_bytes(ledger: Any) -> None:
+    """A forger who rewrites bytes *and* hash: the rebuilt root betrays the batch, the
+    stored proof names the record."""
+    runtime, hashes = ledger
+    from ledger import record_hash
+    from ledger.canonical import canonical_bytes, parse_record
+
+    with runtime.session_factory() as session:
+        canonical = session.scalar(select(Record.canonical).where(Record.hash == hashes[15]))
+    assert canonical is not None
+    record = parse_record(canonical)
+    record["purchase_order"]["supplier"]["name"] = "OTRO PROVEEDOR"
+    change(
+        runtime,
+        update(Record)
+        .where(Record.hash == hashes[15])
+        .values(
+            canonical=canonical_bytes(record),
+            hash=record_hash(record),
+            supplier_name="OTRO PROVEEDOR",
+        ),
+    )
+    report = audit(runtime)
+    assert set(kinds(report)) == {"root_mismatch"}
+    assert record_hash(record) in {d.record_hash for d in report.discrepancies}
+
+
+def test_chain_reverted_under_the_ledger(ledger: Any, chain: ChainClient) -> None:
+    runtime, _ = ledger
+    provider = chain.w3.provider
+    snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    more = ingest(runtime.session_factory, range(40, 45))
+    runtime.make_worker().tick(force_seal=True)
+    assert audit(runtime).ok
+    provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    for _ in range(3):
+        provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    report = audit(runtime)
+    assert kinds(report) == Counter({"anchor_reorged": 1})
+    assert report.discrepancies[0].batch_id == 4
+    assert more
+
+
+def test_stored_anchor_differs_from_the_chain(ledger: Any) -> None:
+    runtime, _ = ledger
+    change(runtime, update(Batch).where(Batch.id == 1).values(tx_hash="0x" + "ab" * 32))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"anchor_mismatch": 1})
+
+
+def test_unanchored_too_long(ledger: Any) -> None:
+    runtime, hashes = ledger
+    report = audit(runtime, window=0)
+    assert kinds(report) == Counter({"unanchored_too_long": 2})
+    assert {d.record_hash for d in report.discrepancies} == set(hashes[30:])
+
+
+def test_scoped_runs(ledger: Any) -> None:
+    runtime, hashes = ledger
+    change(runtime, delete(Record).where(Record.hash == hashes[25]))
+    only_batch_1 = audit(runtime, AuditScope(batch_id=1))
+    assert only_batch_1.ok and only_batch_1.records_checked == 10
+    only_batch_3 = audit(runtime, AuditScope(batch_id=3))
+    assert kinds(only_batch_3) == Counter({"missing_record": 1})
+
+
+def test_cli_exit_codes_and_json(ledger: Any) -> None:
+    runtime, hashes = ledger
+    env = settings_env(runtime.settings)
+    clean = ancla("verify", "--json", env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["records_checked"] == 32
+    change(runtime, update(Record).where(Record.hash == hashes[3]).values(buyer_name="X"))
+    dirty = ancla("verify", "--json", env=env)
+    assert dirty.returncode == 1
+    assert json.loads(dirty.stdout)["discrepancies_by_kind"] == {"derived_mismatch": 1}
+    human = ancla("verify", env=env)
+    assert human.returncode == 1 and "derived_mismatch" in human.stdout
+    down = ancla("verify", env={**env, "ANCLA_RPC_URL": "http://127.0.0.1:9"})
+    assert down.returncode == 2 and "could not check against the chain" in down.stderr
+    bad = ancla("verify", "--buyer", "123", env=env)
+    assert bad.returncode == 2 and "--buyer must be an 11-digit RUC" in bad.stderr

@@ -113,10 +113,10 @@ def deploy(
         out.print(f"export ANCLA_CONTRACT_ADDRESS={address}", highlight=False)
 
 
-def _configure_logging() -> None:
-    import logging
+def _configure_logging(*, json_logs: bool = True) -> None:
+    from app import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(json_logs=json_logs)
 
 
 def _read_json_file(path: Path, what: str) -> bytes:
@@ -406,7 +406,7 @@ def worker() -> None:
     from app.runtime import Runtime
 
     settings = _settings()
-    _configure_logging()
+    _configure_logging(json_logs=settings.json_logs)
     runtime = Runtime.create(settings)
     try:
         anchor_worker = runtime.make_worker()
@@ -600,7 +600,14 @@ def dev(
         out.print(f"  API key   [bold]{api_key}[/]", highlight=False)
         out.print("Record an order:", highlight=False)
         out.print(devmod.curl_example(base_url, api_key), highlight=False, soft_wrap=True)
-        uvicorn.run(create_app(settings, worker=True), host=host, port=port, log_level="info")
+        _configure_logging(json_logs=False)
+        uvicorn.run(
+            create_app(settings, worker=True),
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+        )
     finally:
         if node is not None:
             node.stop()

@@ -12,9 +12,10 @@ class AnclaError(Exception):
     title = "Internal error"
     type_ = "about:blank"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -41,6 +42,11 @@ class NotFound(AnclaError):
 class Conflict(AnclaError):
     status = 409
     title = "Conflict"
+
+
+class TooManyRequests(AnclaError):
+    status = 429
+    title = "Too many requests"
 
 
 class Unavailable(AnclaError):

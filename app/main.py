@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import ops, orders, problems, public
+from app.api.middleware import RequestContextMiddleware
 from app.api.strict_json import StrictJSONMiddleware
 from app.runtime import Runtime
 from app.settings import Settings
@@ -47,6 +49,17 @@ def create_app(
     app.include_router(public.router)
     app.include_router(ops.router)
     app.add_middleware(StrictJSONMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=runtime.settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        # No Authorization: API keys are for agencies' servers, never browser pages.
+        allow_headers=["Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        allow_credentials=False,
+        max_age=3600,
+    )
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 
@@ -54,4 +67,8 @@ def app_from_environment() -> FastAPI:
     """uvicorn factory for `ancla serve` (one per worker process)."""
     import os
 
-    return create_app(Settings(), worker=os.environ.get("ANCLA_RUN_WORKER", "1") == "1")
+    from app import logs
+
+    settings = Settings()
+    logs.configure(json_logs=settings.json_logs)
+    return create_app(settings, worker=os.environ.get("ANCLA_RUN_WORKER", "1") == "1")

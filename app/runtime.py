@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from app.api.middleware import RateLimiter
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.settings import Settings
 from ledger.chain import ChainClient, Registry, load_signer
@@ -25,6 +26,7 @@ class Runtime:
     engine: Engine
     session_factory: SessionFactory
     client: ChainClient
+    rate_limiter: RateLimiter
     _worker_thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -36,6 +38,7 @@ class Runtime:
             engine=engine,
             session_factory=make_session_factory(engine),
             client=ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds),
+            rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         )
 
     def registry(self) -> Registry | None:

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     legacy_transactions: bool = False
     gas_price_wei: int | None = Field(default=None, ge=0)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Per API key and per process; 0 disables. An agency's system sending more
+    # than this is misbehaving, and one key must not starve the others.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # Browsers may read the public API from any origin (open data); agencies'
+    # systems call the write endpoints server to server, so no credentials.
+    cors_origins: list[str] = ["*"]
+    json_logs: bool = True
     # A bulk request of 10,000 orders with items is about 10 MB.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 

@@ -54,7 +54,14 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(AnclaError)
     async def ancla_error(request: Request, exc: AnclaError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, instance=request.url.path, **exc.extra)
+        return problem(
+            exc.status,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            **exc.extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

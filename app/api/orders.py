@@ -119,7 +119,7 @@ def _decode_cursor(cursor: str) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         after = data["after"]
-        if type(after) is not int or after < 0:
+        if type(after) is not int or not 0 <= after < 2**63:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError):

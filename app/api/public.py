@@ -92,7 +92,9 @@ def _json_bytes(value: dict[str, Any]) -> bytes:
 def list_batches(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only batches with a smaller id")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only batches with a smaller id")
+    ] = None,
 ) -> dict[str, Any]:
     query = select(Batch).order_by(Batch.id.desc()).limit(limit + 1)
     if before is not None:

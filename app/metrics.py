@@ -30,3 +30,6 @@ OLDEST_UNANCHORED_AGE = Gauge(
     "ancla_oldest_unanchored_age_seconds", "Age of the oldest record not yet anchored"
 )
 IS_LEADER = Gauge("ancla_anchor_worker_leader", "1 while this process leads anchoring")
+FEE_BUMPS = Counter(
+    "ancla_anchor_fee_bumps", "Stuck anchoring transactions replaced with higher fees"
+)

@@ -108,6 +108,8 @@ class Batch(Base):
     tx_hash: Mapped[str | None] = mapped_column(String(66), default=None)
     tx_nonce: Mapped[int | None] = mapped_column(BigInteger, default=None)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Replacements of a stuck transaction (same nonce, higher fees); bounded.
+    fee_bumps: Mapped[int] = mapped_column(Integer, default=0)
     # Filled when the transaction is mined and its event seen (anchored).
     block_number: Mapped[int | None] = mapped_column(BigInteger, default=None)
     block_hash: Mapped[str | None] = mapped_column(String(66), default=None)

@@ -313,8 +313,20 @@ class ChainClient:
 
     # -- sending ----------------------------------------------------------------
 
-    def _fees(self, *, legacy: bool, gas_price: int | None) -> dict[str, Any]:
-        """Fee fields: legacy gasPrice (Besu/LACChain, zero-gas chains) or EIP-1559."""
+    def _fees(
+        self, *, legacy: bool, gas_price: int | None, multiplier: float = 1.0
+    ) -> dict[str, Any]:
+        """Fee fields: legacy gasPrice (Besu/LACChain, zero-gas chains) or EIP-1559.
+
+        ``multiplier`` > 1 prices a replacement of a stuck transaction (nodes
+        require at least +10% on every fee field to replace one).
+        """
+        fees = self._base_fees(legacy=legacy, gas_price=gas_price)
+        if multiplier != 1.0:
+            fees = {name: int(value * multiplier) + 1 for name, value in fees.items()}
+        return fees
+
+    def _base_fees(self, *, legacy: bool, gas_price: int | None) -> dict[str, Any]:
         if gas_price is not None:
             return {"gasPrice": gas_price}
         latest = self.call("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
@@ -336,6 +348,7 @@ class ChainClient:
         nonce: int | None = None,
         legacy: bool = False,
         gas_price: int | None = None,
+        fee_multiplier: float = 1.0,
     ) -> SentTransaction:
         """Sign ``tx`` locally and broadcast it; the node never holds the key."""
         check_signer_allowed(signer, self.chain_id)
@@ -347,7 +360,7 @@ class ChainClient:
                 "from": signer.address,
                 "chainId": self.chain_id,
                 "nonce": nonce,
-                **self._fees(legacy=legacy, gas_price=gas_price),
+                **self._fees(legacy=legacy, gas_price=gas_price, multiplier=fee_multiplier),
             }
             try:
                 estimate = self.w3.eth.estimate_gas(cast(TxParams, full))
@@ -376,6 +389,18 @@ class ChainClient:
         if receipt["status"] != 1:
             raise TransactionFailed(f"transaction {tx_hash} reverted")
         return receipt
+
+    def transaction_known(self, tx_hash: str) -> bool:
+        """Whether the node knows the transaction (mined, or waiting in its mempool)."""
+
+        def fetch() -> bool:
+            try:
+                self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return False
+            return True
+
+        return self.call("eth_getTransactionByHash", fetch)
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         def fetch() -> TxReceipt | None:
@@ -477,6 +502,7 @@ class Registry:
         nonce: int | None = None,
         legacy: bool = False,
         gas_price: int | None = None,
+        fee_multiplier: float = 1.0,
     ) -> SentTransaction:
         """Broadcast anchor(batch_id, root, leaf_count); simulated first, so a
         replayed or out-of-sequence batch id raises BatchIdConflict before sending."""
@@ -488,6 +514,7 @@ class Registry:
             nonce=nonce,
             legacy=legacy,
             gas_price=gas_price,
+            fee_multiplier=fee_multiplier,
         )
 
     def anchor_result(self, receipt: TxReceipt, *, batch_id: int) -> AnchorResult:

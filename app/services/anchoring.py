@@ -50,8 +50,13 @@ class WorkerConfig:
     gas_price: int | None = None
     # How long one tick waits for a sent anchor to be mined before moving on.
     mine_timeout: float = 60.0
-    # A submitted transaction unknown to the node after this long was dropped.
+    # A transaction still unmined after this long is stuck: if the node still
+    # has it, it is replaced with higher fees; if the node dropped it, re-sent.
     resend_after_seconds: float = 120.0
+    # Each replacement multiplies every fee field (nodes require +10% or more)...
+    fee_bump: float = 1.25
+    # ... at most this many times, so a fee spike cannot drain the signer.
+    max_fee_bumps: int = 5
     poll_interval: float = 0.2
 
 
@@ -155,6 +160,7 @@ class AnchorWorker:
                 anchored_at=None,
                 gas_used=None,
                 final_at=None,
+                fee_bumps=0,
                 reanchor_count=Batch.reanchor_count + 1,
                 last_error=f"anchor lost ({cause}); anchoring again",
             )
@@ -217,21 +223,7 @@ class AnchorWorker:
                 batch.tx_hash, timeout=self.config.mine_timeout, poll=self.config.poll_interval
             )
         except TransactionFailed as exc:
-            if self.client.receipt(batch.tx_hash) is not None:
-                # Mined but reverted: most likely the id was taken by an
-                # earlier copy of this transaction. The chain decides.
-                batch.status = SEALED
-                batch.last_error = str(exc)
-                session.commit()
-                return True
-            age = (utcnow() - (batch.submitted_at or utcnow())).total_seconds()
-            if age < self.config.resend_after_seconds:
-                return False  # still pending in the mempool; check again next tick
-            log.warning(
-                "anchor of batch %s (%s) was dropped; sending again", batch.id, batch.tx_hash
-            )
-            self._reset_from(session, batch.id, cause="dropped")
-            return True
+            return self._unmined(session, batch, report, exc)
         result = self.registry.anchor_result(receipt, batch_id=batch.id)
         self._mark_anchored(
             session,
@@ -245,6 +237,73 @@ class AnchorWorker:
         )
         report.anchored.append(batch.id)
         return True
+
+    def _unmined(
+        self, session: Session, batch: Batch, report: TickReport, exc: TransactionFailed
+    ) -> bool:
+        """The anchoring transaction reverted, or is not mined yet: find out which and act."""
+        assert batch.tx_hash is not None  # noqa: S101
+        if self.registry.next_batch_id() > batch.id:
+            # Mined after all, perhaps an earlier copy with the same nonce: the
+            # chain has the batch, so adopt its event (or stop on a conflict).
+            self._adopt(session, batch, report)
+            return True
+        if self.client.receipt(batch.tx_hash) is not None:
+            # Mined but reverted, and the batch is not on chain: send it again.
+            self._reset_from(session, batch.id, cause="reverted")
+            batch.last_error = str(exc)
+            session.commit()
+            return True
+        age = (utcnow() - (batch.submitted_at or utcnow())).total_seconds()
+        if age < self.config.resend_after_seconds:
+            return False  # pending; check again next tick
+        if not self.client.transaction_known(batch.tx_hash):
+            log.warning(
+                "anchor of batch %s (%s) was dropped by the node; sending again",
+                batch.id,
+                batch.tx_hash,
+            )
+            self._reset_from(session, batch.id, cause="dropped")
+            return True
+        if batch.fee_bumps >= self.config.max_fee_bumps:
+            message = (
+                f"anchor of batch {batch.id} is still unmined after "
+                f"{batch.fee_bumps} fee bumps; waiting (raise the limit or the fees)"
+            )
+            if batch.last_error != message:
+                log.error("%s", message)
+                batch.last_error = message
+                session.commit()
+            return False
+        bumps = batch.fee_bumps + 1
+        try:
+            sent = self.registry.send_anchor(
+                self.signer,
+                batch_id=batch.id,
+                root=batch.root,
+                leaf_count=batch.size,
+                nonce=batch.tx_nonce,
+                legacy=self.config.legacy,
+                gas_price=self.config.gas_price,
+                fee_multiplier=self.config.fee_bump**bumps,
+            )
+        except BatchIdConflict:
+            self._adopt(session, batch, report)
+            return True
+        log.warning(
+            "anchor of batch %s stuck since %.0f s; replaced %s with %s (fees x%.2f)",
+            batch.id,
+            age,
+            batch.tx_hash,
+            sent.tx_hash,
+            self.config.fee_bump**bumps,
+        )
+        batch.tx_hash = sent.tx_hash
+        batch.submitted_at = utcnow()
+        batch.fee_bumps = bumps
+        session.commit()
+        metrics.FEE_BUMPS.inc()
+        return False
 
     def _adopt(self, session: Session, batch: Batch, report: TickReport) -> None:
         root = self.registry.root_of(batch.id)

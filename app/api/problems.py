@@ -51,6 +51,20 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def storage_problem(exc: DBAPIError) -> str:
+    """Say what is wrong with the storage in words an operator can act on."""
+    text = str(exc.orig).lower()
+    if "disk is full" in text or "no space left" in text:
+        return "the database's disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only"
+    if "unable to open database file" in text:
+        # SQLite in WAL mode must write its -shm file even to read: on a
+        # read-only file system this is the error it gives.
+        return "the database file cannot be opened for writing (read-only or missing storage)"
+    return "the database is unavailable"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AnclaError)
     async def ancla_error(request: Request, exc: AnclaError) -> JSONResponse:
@@ -107,8 +121,9 @@ def install(app: FastAPI) -> None:
         return problem(
             503,
             "Service unavailable",
-            "the database is unavailable; nothing was recorded, retry later",
+            f"{storage_problem(exc)}; nothing of this request was recorded, retry later",
             instance=request.url.path,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(DBAPIError)

@@ -1,0 +1,1220 @@
+"""Open data out and in: OCDS 1.1 (schema 1.1.5) releases, packages and CSV (DESIGN §4, §5).
+
+Out. Every recorded purchase order becomes one OCDS release. Following the
+OCDS guidance, a purchase order is a *contract*; an order under an Acuerdo
+Marco is the second stage of a framework agreement procedure, so it gets its
+own ocid and links to the framework through ``relatedProcesses`` with
+relationship ``framework``, and carries a minimal ``tender``, one award and one
+contract (tag ``award`` + ``contract``, as the guidance's "award of a
+procurement contract without second stage competition" prescribes). Ancla's
+proof (record hash, receipt, batch, anchoring transaction) and the fields a
+Peruvian order needs that OCDS 1.1 lacks ride in the documented extension in
+``app/ocds_extension/``.
+
+The release is a *view* of the ledger record, never the record: OCDS amounts
+are JSON numbers, while the hashed record keeps the decimal strings the agency
+sent (DESIGN §2). Numbers are made here, at the export, and nowhere else; the
+release points to the record (``ancla.recordUrl``) so anyone can re-hash it.
+
+In. :func:`orders_from_ocds` maps the contracts of a release or record package
+to purchase-order dicts, reporting every contract (and every release without
+contracts) that cannot be mapped with its JSON pointer and the reason, so the
+count of contracts in equals orders mapped plus problems reported.
+
+Writers stream: packages and CSV are written one release (or row) at a time
+from iterators that read the database with ``yield_per``; nothing holds the
+whole ledger in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from itertools import groupby
+from pathlib import Path
+from typing import IO, Any, Final, Literal, NamedTuple
+from urllib.parse import quote
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import IntegrityFailure, InvalidInput
+from app.models import Batch, ChainTarget, Record
+from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
+from app.services.ingest import validation_errors
+from app.services.receipts import receipt_from_rows
+from ledger.canonical import hash_canonical, parse_record
+from ledger.canonical import record_hash as record_hash_of
+from ledger.receipt import Receipt
+
+__all__ = [
+    "CONTRACT_STATUS",
+    "CSV_COLUMNS",
+    "DEFAULT_OCID_PREFIX",
+    "EXTENSION_DIR",
+    "FRAMEWORK_SCHEME",
+    "OCDS_VERSION",
+    "RUC_SCHEME",
+    "AnchorProof",
+    "EmptyPackage",
+    "OcdsItem",
+    "compiled_release",
+    "csv_row",
+    "csv_rows",
+    "export_csv",
+    "export_releases",
+    "extension_metadata",
+    "extension_url",
+    "ocid_for",
+    "orders_from_ocds",
+    "record_package",
+    "release_for",
+    "release_package",
+    "write_csv",
+    "write_record_package",
+    "write_release_package",
+]
+
+JsonObject = dict[str, Any]
+
+# The OCDS minor version the packages declare (schema 1.1.5 validates them).
+OCDS_VERSION: Final = "1.1"
+
+# An ocid is <ocid prefix>-<internal id>. A real publisher registers its prefix
+# ("ocds-" + six random lowercase alphanumerics) with the OCDS Data Support
+# team (data@open-contracting.org) and configures it here; this default has the
+# registered shape but is NOT registered, so ocids made with it are unique
+# only within one Ancla deployment.
+DEFAULT_OCID_PREFIX: Final = "ocds-ancla0"
+_OCID_PREFIX_RE: Final = re.compile(r"[a-z0-9]+-[a-z0-9]{6}")
+
+# org-id.guide's code for SUNAT's Registro Único de Contribuyentes.
+RUC_SCHEME: Final = "PE-RUC"
+
+# Perú Compras publishes no OCDS (hence no ocid) for its Acuerdos Marco, so a
+# framework link cannot use the "ocid" scheme. "X-" marks a local scheme (the
+# OCDS convention for unregistered lists); its identifier is the agreement's
+# name exactly as Perú Compras writes it (ACUERDO_MARCO). Switch to "ocid"
+# once the framework agreements have ocids.
+FRAMEWORK_SCHEME: Final = "X-ANCLA-ACUERDO-MARCO"
+
+# The extension's files; see its README for the design.
+EXTENSION_DIR: Final = Path(__file__).resolve().parents[1] / "ocds_extension"
+# Where the service is to serve EXTENSION_DIR, under its public base URL.
+EXTENSION_PATH: Final = "/ocds/extension/"
+
+# Perú Compras' order states (ESTADO_ORDEN_ELECTRÓNICA) -> OCDS's closed
+# contractStatus codelist. Only states whose meaning is unambiguous are mapped:
+# any other state leaves `status` out (OCDS: unknown) and is still published
+# verbatim in `statusDetails` (extension). ANULADA is left out on purpose: an
+# order can be voided before acceptance (cancelled) or after (terminated).
+CONTRACT_STATUS: Final[Mapping[str, str]] = {
+    "PUBLICADA": "pending",  # issued, not yet accepted by the supplier
+    "ACEPTADA": "active",  # accepted by the supplier: in force
+    "ACEPTADA C/ ENTREGA PENDIENTE": "active",
+    "ENTREGADA": "active",  # delivered, not yet closed
+    "RECHAZADA": "cancelled",  # the supplier refused it: never in force
+    "CULMINADA": "terminated",
+    "RESUELTA": "terminated",  # "resolución de contrato": ended early
+}
+
+# One row per order; the public interface of `ancla export --format csv`.
+CSV_COLUMNS: Final = (
+    "order_number",
+    "buyer_ruc",
+    "buyer_name",
+    "supplier_ruc",
+    "supplier_name",
+    "issued_at",
+    "currency",
+    "total",
+    "hash",
+    "status",
+    "batch_id",
+    "tx_hash",
+    "chain_id",
+    "contract",
+)
+
+# Rows fetched per round trip when streaming the ledger out.
+_YIELD_PER: Final = 1000
+_CENTS: Final = Decimal("0.01")
+# Characters RFC 3986 allows in a URL; anything else (spaces in Perú Compras'
+# file names, non-ASCII) is percent-encoded, because OCDS's "uri" format
+# rejects it. "%" stays so existing escapes are not escaped twice.
+_URL_SAFE: Final = ":/?#[]@!$&'()*+,;=-._~%"
+
+
+class EmptyPackage(InvalidInput):
+    """An OCDS package needs at least one release (``releases`` has ``minItems`` 1)."""
+
+
+# --- Out: one order -> one release ------------------------------------------------
+
+
+def ocid_for(buyer_ruc: str, order_number: str, *, prefix: str = DEFAULT_OCID_PREFIX) -> str:
+    """The ocid of an order: unique per buyer and order number, as the ledger is."""
+    if not _OCID_PREFIX_RE.fullmatch(prefix):
+        raise ValueError(f"ocid prefix {prefix!r} is not of the form ocds-xxxxxx")
+    return f"{prefix}-{buyer_ruc}-{order_number}"
+
+
+def _party_id(ruc: str) -> str:
+    return f"{RUC_SCHEME}-{ruc}"
+
+
+def ocds_number(text: str) -> int | float:
+    """A decimal string as the JSON number OCDS wants (exact integers stay ints).
+
+    A float's shortest repr equals the decimal for up to 15 significant
+    digits, i.e. every amount below 10^13 soles with céntimos; the exact
+    string stays in the hashed record either way.
+    """
+    value = Decimal(text)
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def ocds_datetime(text: str) -> str:
+    """An ISO 8601 time as RFC 3339 (``T`` separator, offset ``±hh:mm``), same instant."""
+    moment = datetime.fromisoformat(text)
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    if offset % timedelta(minutes=1):
+        # RFC 3339 offsets have no seconds; say the same instant in UTC.
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()
+
+
+def ocds_url(url: str) -> str:
+    """``url`` with the characters RFC 3986 forbids percent-encoded (same resource)."""
+    return quote(url, safe=_URL_SAFE)
+
+
+@dataclass(frozen=True)
+class AnchorProof:
+    """Where a record's batch root is on chain: the anchor part of the ``ancla`` object."""
+
+    batch_id: int
+    merkle_root: str
+    chain_id: int
+    contract: str
+    transaction_hash: str
+    block_number: int
+
+    @classmethod
+    def from_receipt(cls, receipt: Receipt) -> AnchorProof | None:
+        if receipt.anchor is None or receipt.batch is None or receipt.merkle is None:
+            return None
+        return cls(
+            batch_id=receipt.batch.id,
+            merkle_root=receipt.merkle.root,
+            chain_id=receipt.anchor.chain_id,
+            contract=receipt.anchor.contract,
+            transaction_hash=receipt.anchor.tx_hash,
+            block_number=receipt.anchor.block_number,
+        )
+
+
+def _ancla(
+    *,
+    record_hash: str,
+    record_url: str,
+    receipt_url: str,
+    status: str,
+    anchor: AnchorProof | None,
+) -> JsonObject:
+    if status not in ("pending", "anchored", "final"):
+        raise ValueError(f"status must be pending, anchored or final, not {status!r}")
+    if (status == "pending") != (anchor is None):
+        raise ValueError(
+            f"a {status} record must {'not ' if status == 'pending' else ''}come with its anchor"
+        )
+    proof: JsonObject = {
+        "recordSchema": PURCHASE_ORDER_SCHEMA,
+        "recordHash": record_hash,
+        "recordUrl": record_url,
+        "receiptUrl": receipt_url,
+        "status": status,
+    }
+    if anchor is not None:
+        proof.update(
+            batchId=anchor.batch_id,
+            merkleRoot=anchor.merkle_root,
+            chainId=anchor.chain_id,
+            contract=anchor.contract,
+            transactionHash=anchor.transaction_hash,
+            blockNumber=anchor.block_number,
+        )
+    return proof
+
+
+def _organization(ruc: str, name: str, roles: list[str]) -> JsonObject:
+    return {
+        "id": _party_id(ruc),
+        "name": name,
+        "identifier": {"scheme": RUC_SCHEME, "id": ruc, "legalName": name},
+        "roles": roles,
+    }
+
+
+def _value(amount: str, currency: str) -> JsonObject:
+    return {"amount": ocds_number(amount), "currency": currency}
+
+
+def release_for(
+    record: Mapping[str, Any],
+    *,
+    record_hash: str,
+    receipt_url: str,
+    status: str,
+    record_url: str | None = None,
+    anchor: AnchorProof | None = None,
+    ocid_prefix: str = DEFAULT_OCID_PREFIX,
+) -> JsonObject:
+    """The OCDS release of one purchase-order record (``ancla/purchase-order/1``).
+
+    ``status`` is the receipt's (pending, anchored, final); ``anchor`` is
+    given exactly when it is not pending. ``record_url`` defaults to the
+    record path beside ``receipt_url``. Raises ValueError if ``record`` is not
+    a purchase-order record in the form Ancla records or does not hash to
+    ``record_hash``.
+    """
+    order = PurchaseOrder.from_record(record)
+    actual = record_hash_of(record)
+    if actual != record_hash:
+        # The release would carry a proof for other bytes than its own.
+        raise ValueError(f"record_hash is {record_hash}, but the record hashes to {actual}")
+    if record_url is None:
+        base, found, _ = receipt_url.rpartition(f"/v1/receipts/{record_hash}")
+        if not found:
+            raise ValueError("give record_url: receipt_url is not .../v1/receipts/<record_hash>")
+        record_url = f"{base}/v1/records/{record_hash}"
+    number = order.order_number
+    issued_at = ocds_datetime(order.issued_at)
+    buyer = {"id": _party_id(order.buyer.ruc), "name": order.buyer.name}
+    supplier = {"id": _party_id(order.supplier.ruc), "name": order.supplier.name}
+
+    tender: JsonObject = {"id": number}  # the guidance: tender.id = award.id
+    if order.procurement_method is not None:
+        tender["procurementMethodDetails"] = order.procurement_method
+
+    value = _value(order.total, order.currency)
+    # Both sides of IGV (extension, OCDS 1.2 names); `amount` is the total the
+    # buyer pays, as the order document states it.
+    contract_value = {
+        **value,
+        "amountNet": ocds_number(order.subtotal),
+        "amountGross": ocds_number(order.total),
+    }
+    contract: JsonObject = {"id": number, "awardID": number}
+    if order.status is not None:
+        if order.status in CONTRACT_STATUS:
+            contract["status"] = CONTRACT_STATUS[order.status]
+        contract["statusDetails"] = order.status
+    contract["value"] = contract_value
+    contract["dateSigned"] = issued_at
+    if order.items is not None:
+        items: list[JsonObject] = []
+        for index, line in enumerate(order.items, start=1):
+            item: JsonObject = {
+                "id": str(index),
+                "description": line.description,
+                "quantity": ocds_number(line.quantity),
+                "unit": {"name": line.unit, "value": _value(line.unit_price, order.currency)},
+            }
+            if line.classification is not None:
+                item["classification"] = {
+                    "scheme": line.classification.scheme,
+                    "id": line.classification.id,
+                }
+            items.append(item)
+        contract["items"] = items
+    if order.documents:
+        documents: list[JsonObject] = []
+        for index, document in enumerate(order.documents, start=1):
+            entry: JsonObject = {
+                "id": str(index),
+                "title": document.title,
+                "url": ocds_url(document.url),
+            }
+            if document.sha256 is not None:
+                entry["sha256"] = document.sha256
+            documents.append(entry)
+        contract["documents"] = documents
+
+    release: JsonObject = {
+        "ocid": ocid_for(order.buyer.ruc, number, prefix=ocid_prefix),
+        # Unique per release: a later record of the same order has another hash.
+        "id": record_hash,
+        "date": issued_at,
+        "tag": ["award", "contract"],
+        "initiationType": "tender",
+        "language": "es",
+        "parties": [
+            _organization(order.buyer.ruc, order.buyer.name, ["buyer"]),
+            _organization(order.supplier.ruc, order.supplier.name, ["supplier"]),
+        ],
+        "buyer": buyer,
+        "tender": tender,
+        "awards": [{"id": number, "date": issued_at, "value": value, "suppliers": [supplier]}],
+        "contracts": [contract],
+    }
+    if order.framework_agreement is not None:
+        release["relatedProcesses"] = [
+            {
+                "id": "1",
+                "relationship": ["framework"],
+                "title": order.framework_agreement,
+                "scheme": FRAMEWORK_SCHEME,
+                "identifier": order.framework_agreement,
+            }
+        ]
+    release["ancla"] = _ancla(
+        record_hash=record_hash,
+        record_url=record_url,
+        receipt_url=receipt_url,
+        status=status,
+        anchor=anchor,
+    )
+    return release
+
+
+# --- Out: packages -------------------------------------------------------------------
+
+
+def _base(base_url: str) -> str:
+    return base_url.rstrip("/")
+
+
+def extension_url(base_url: str) -> str:
+    """The URL of the Ancla extension's ``extension.json`` on the service at ``base_url``."""
+    return f"{_base(base_url)}{EXTENSION_PATH}extension.json"
+
+
+def extension_metadata(base_url: str) -> JsonObject:
+    """``extension.json`` as served from ``base_url``: its documentation URL made absolute."""
+    metadata: JsonObject = json.loads((EXTENSION_DIR / "extension.json").read_text("utf-8"))
+    metadata["documentationUrl"] = {
+        language: f"{_base(base_url)}{EXTENSION_PATH}{path}"
+        for language, path in metadata["documentationUrl"].items()
+    }
+    return metadata
+
+
+def _package_head(
+    *,
+    uri: str,
+    published_date: datetime,
+    publisher_name: str,
+    extension_url: str,
+    license: str | None,
+    publication_policy: str | None,
+) -> JsonObject:
+    if published_date.utcoffset() is None:
+        raise ValueError("published_date must be an aware datetime")
+    head: JsonObject = {
+        "uri": uri,
+        "version": OCDS_VERSION,
+        "extensions": [extension_url],
+        "publishedDate": ocds_datetime(published_date.isoformat()),
+        "publisher": {"name": publisher_name},
+    }
+    if license is not None:
+        head["license"] = license
+    if publication_policy is not None:
+        head["publicationPolicy"] = publication_policy
+    return head
+
+
+def release_package(
+    releases: Iterable[Mapping[str, Any]],
+    *,
+    uri: str,
+    published_date: datetime,
+    publisher_name: str,
+    extension_url: str,
+    license: str | None = None,
+    publication_policy: str | None = None,
+) -> JsonObject:
+    """An OCDS release package holding ``releases``, in memory (see the writer to stream)."""
+    package = _package_head(
+        uri=uri,
+        published_date=published_date,
+        publisher_name=publisher_name,
+        extension_url=extension_url,
+        license=license,
+        publication_policy=publication_policy,
+    )
+    package["releases"] = [dict(release) for release in releases]
+    if not package["releases"]:
+        raise EmptyPackage("no releases to publish: an OCDS release package needs one")
+    return package
+
+
+# Release fields the schema marks omitWhenMerged (1.1.5: id, date, tag) and the
+# extension's proof, which belongs to one release.
+_OMIT_WHEN_MERGED: Final = ("id", "date", "tag", "ancla")
+
+
+def compiled_release(releases: Sequence[Mapping[str, Any]]) -> JsonObject:
+    """The compiled release of one ocid.
+
+    Ancla publishes one release per ocid (one per recorded order), so the
+    compiled release is that release without its per-release fields. Merging
+    several releases needs the OCDS merge rules (identifier merges of
+    arrays), which nothing here needs yet: that is refused, not guessed.
+    """
+    if len(releases) != 1:
+        raise ValueError(
+            f"compiling {len(releases)} releases of one ocid needs the OCDS merge rules;"
+            " Ancla publishes one release per ocid"
+        )
+    (release,) = releases
+    compiled: JsonObject = {
+        "ocid": release["ocid"],
+        "id": f"{release['ocid']}-{release['date']}",
+        "date": release["date"],
+        "tag": ["compiled"],
+    }
+    for key, value in release.items():
+        if key not in compiled and key not in _OMIT_WHEN_MERGED:
+            compiled[key] = copy.deepcopy(value)
+    return compiled
+
+
+def _record(releases: Sequence[Mapping[str, Any]], release_package_uri: str | None) -> JsonObject:
+    linked: list[JsonObject] | None = None
+    if release_package_uri is not None:
+        linked = [
+            {"url": f"{release_package_uri}#{r['id']}", "date": r["date"], "tag": list(r["tag"])}
+            for r in releases
+        ]
+    return {
+        "ocid": releases[0]["ocid"],
+        "releases": linked if linked is not None else [dict(r) for r in releases],
+        "compiledRelease": compiled_release(releases),
+    }
+
+
+def _records(
+    releases: Iterable[Mapping[str, Any]], release_package_uri: str | None
+) -> Iterator[JsonObject]:
+    # Releases of one ocid must be consecutive (an export yields each ocid once).
+    for _, group in groupby(releases, key=lambda release: release["ocid"]):
+        yield _record(list(group), release_package_uri)
+
+
+def _record_head(release_package_uri: str | None, **head: Any) -> JsonObject:
+    package = _package_head(**head)
+    if release_package_uri is not None:
+        package["packages"] = [release_package_uri]
+    return package
+
+
+def record_package(
+    releases: Iterable[Mapping[str, Any]],
+    *,
+    uri: str,
+    published_date: datetime,
+    publisher_name: str,
+    extension_url: str,
+    release_package_uri: str | None = None,
+    license: str | None = None,
+    publication_policy: str | None = None,
+) -> JsonObject:
+    """An OCDS record package: one record per ocid with its ``compiledRelease``.
+
+    Releases are embedded, or linked (``<release_package_uri>#<release id>``)
+    when the release package they are published in is given.
+    """
+    package = _record_head(
+        release_package_uri,
+        uri=uri,
+        published_date=published_date,
+        publisher_name=publisher_name,
+        extension_url=extension_url,
+        license=license,
+        publication_policy=publication_policy,
+    )
+    package["records"] = list(_records(releases, release_package_uri))
+    if not package["records"]:
+        raise EmptyPackage("no releases to publish: an OCDS record package needs one")
+    return package
+
+
+def _write_package(fp: IO[str], head: JsonObject, key: str, items: Iterable[JsonObject]) -> int:
+    """Write ``{**head, key: items}`` exactly as ``json.dumps(..., ensure_ascii=False)`` would.
+
+    One item is held at a time. Raises EmptyPackage before writing anything
+    when there is no item.
+    """
+    iterator = iter(items)
+    first = next(iterator, None)
+    if first is None:
+        raise EmptyPackage(f"no releases to publish: an OCDS package needs at least one in {key}")
+    opening = json.dumps(head, ensure_ascii=False)
+    fp.write(f"{opening[:-1]}, {json.dumps(key)}: [")
+    fp.write(json.dumps(first, ensure_ascii=False))
+    count = 1
+    for item in iterator:
+        fp.write(", ")
+        fp.write(json.dumps(item, ensure_ascii=False))
+        count += 1
+    fp.write("]}")
+    return count
+
+
+def write_release_package(
+    fp: IO[str],
+    releases: Iterable[Mapping[str, Any]],
+    *,
+    uri: str,
+    published_date: datetime,
+    publisher_name: str,
+    extension_url: str,
+    license: str | None = None,
+    publication_policy: str | None = None,
+) -> int:
+    """Stream a release package to ``fp`` (text, UTF-8); returns the number of releases.
+
+    The bytes equal ``json.dumps(release_package(...), ensure_ascii=False)``.
+    """
+    head = _package_head(
+        uri=uri,
+        published_date=published_date,
+        publisher_name=publisher_name,
+        extension_url=extension_url,
+        license=license,
+        publication_policy=publication_policy,
+    )
+    return _write_package(fp, head, "releases", (dict(r) for r in releases))
+
+
+def write_record_package(
+    fp: IO[str],
+    releases: Iterable[Mapping[str, Any]],
+    *,
+    uri: str,
+    published_date: datetime,
+    publisher_name: str,
+    extension_url: str,
+    release_package_uri: str | None = None,
+    license: str | None = None,
+    publication_policy: str | None = None,
+) -> int:
+    """Stream a record package to ``fp`` (text, UTF-8); returns the number of records."""
+    head = _record_head(
+        release_package_uri,
+        uri=uri,
+        published_date=published_date,
+        publisher_name=publisher_name,
+        extension_url=extension_url,
+        license=license,
+        publication_policy=publication_policy,
+    )
+    return _write_package(fp, head, "records", _records(releases, release_package_uri))
+
+
+# --- Out: from the ledger ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stored:
+    record: JsonObject
+    record_hash: str
+    receipt: Receipt
+
+
+def _stored_orders(
+    session: Session, buyer: str | None, since: datetime | None
+) -> Iterator[_Stored]:
+    """Purchase-order records in ledger order, each with the receipt the API would serve."""
+    query = (
+        select(Record, Batch)
+        .outerjoin(Batch, Record.batch_id == Batch.id)
+        .where(Record.schema == PURCHASE_ORDER_SCHEMA)
+        .order_by(Record.id)
+        .execution_options(yield_per=_YIELD_PER)
+    )
+    if buyer is not None:
+        query = query.where(Record.buyer_ruc == buyer)
+    if since is not None:
+        query = query.where(Record.issued_at >= since)
+    target = session.get(ChainTarget, 1)
+    for stored, batch in session.execute(query):
+        # Publishing a proof for bytes that no longer hash to it would be a lie.
+        actual = hash_canonical(stored.canonical)
+        if actual != stored.hash:
+            raise IntegrityFailure(
+                f"record {stored.id}: stored bytes hash to {actual}, not {stored.hash};"
+                " run `ancla verify`"
+            )
+        yield _Stored(
+            record=parse_record(stored.canonical),
+            record_hash=stored.hash,
+            receipt=receipt_from_rows(stored, batch, target),
+        )
+
+
+def export_releases(
+    *,
+    session: Session,
+    buyer: str | None = None,
+    since: datetime | None = None,
+    base_url: str = "",
+    ocid_prefix: str = DEFAULT_OCID_PREFIX,
+) -> Iterator[JsonObject]:
+    """One OCDS release per recorded purchase order, streamed in ledger order.
+
+    ``buyer`` filters on the buyer's RUC and ``since`` (aware) on the issue
+    time. Proof URLs are ``<base_url>/v1/receipts/<hash>`` and
+    ``<base_url>/v1/records/<hash>``; with no base URL they are those paths
+    on the publishing service. Raises IntegrityFailure if a stored record no
+    longer hashes to its hash.
+    """
+    base = _base(base_url)
+    for stored in _stored_orders(session, buyer, since):
+        yield release_for(
+            stored.record,
+            record_hash=stored.record_hash,
+            receipt_url=f"{base}/v1/receipts/{stored.record_hash}",
+            record_url=f"{base}/v1/records/{stored.record_hash}",
+            status=stored.receipt.status,
+            anchor=AnchorProof.from_receipt(stored.receipt),
+            ocid_prefix=ocid_prefix,
+        )
+
+
+# --- Out: CSV --------------------------------------------------------------------------------
+
+
+def csv_row(record: Mapping[str, Any], *, record_hash: str, receipt: Receipt) -> dict[str, str]:
+    """One CSV row (CSV_COLUMNS) for a purchase-order record; values as recorded."""
+    order = record["purchase_order"]
+    anchor = AnchorProof.from_receipt(receipt)
+    return {
+        "order_number": order["order_number"],
+        "buyer_ruc": order["buyer"]["ruc"],
+        "buyer_name": order["buyer"]["name"],
+        "supplier_ruc": order["supplier"]["ruc"],
+        "supplier_name": order["supplier"]["name"],
+        "issued_at": order["issued_at"],
+        "currency": order["currency"],
+        "total": order["total"],
+        "hash": record_hash,
+        "status": receipt.status,
+        "batch_id": str(anchor.batch_id) if anchor else "",
+        "tx_hash": anchor.transaction_hash if anchor else "",
+        "chain_id": str(anchor.chain_id) if anchor else "",
+        "contract": anchor.contract if anchor else "",
+    }
+
+
+def csv_rows(
+    *, session: Session, buyer: str | None = None, since: datetime | None = None
+) -> Iterator[dict[str, str]]:
+    """CSV rows for the recorded purchase orders, streamed (filters as export_releases)."""
+    for stored in _stored_orders(session, buyer, since):
+        yield csv_row(stored.record, record_hash=stored.record_hash, receipt=stored.receipt)
+
+
+def export_csv(fp: IO[str], rows: Iterable[Mapping[str, str]]) -> int:
+    """Write a header and ``rows`` as RFC 4180 CSV; returns the number of rows.
+
+    Open ``fp`` with ``newline=""`` (the csv module writes CRLF itself).
+    Values are written verbatim, as recorded.
+    """
+    writer = csv.DictWriter(fp, fieldnames=CSV_COLUMNS, extrasaction="raise")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def write_csv(
+    fp: IO[str], *, session: Session, buyer: str | None = None, since: datetime | None = None
+) -> int:
+    """Stream the recorded purchase orders to ``fp`` as CSV; returns the number of rows."""
+    return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since))
+
+
+# --- In: OCDS packages -> purchase orders ---------------------------------------------------
+
+MissingTax = Literal["report", "zero"]
+
+
+class OcdsItem(NamedTuple):
+    """One contract of the input (or a release without any): an order, or why not.
+
+    ``pointer`` is the JSON pointer (RFC 6901) of the contract, or of the
+    release or record when the problem is there. Exactly one of ``order``
+    and ``problem`` is set; ``order`` is a valid PurchaseOrder as a dict.
+    """
+
+    pointer: str
+    order: JsonObject | None
+    problem: str | None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _identifier(value: object) -> str | None:
+    """OCDS ids may be strings or integers; booleans are neither."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _decimal(value: object, where: str) -> Decimal:
+    """An OCDS number as an exact Decimal (a float through its shortest repr)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"{where} must be a number, not {_kind(value)}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{where} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{where} must be finite")
+    if number < 0:
+        raise ValueError(f"{where} is negative ({value}); a purchase order's amounts are not")
+    return number
+
+
+def _money(number: Decimal, where: str) -> str:
+    if number != number.quantize(_CENTS):
+        # Rounding would record an amount the publisher did not state.
+        raise ValueError(f"{where} {number} has more than 2 decimals")
+    return f"{number.quantize(_CENTS):f}"
+
+
+def _unit_price(number: Decimal) -> str:
+    # Céntimos at least ("24.9" -> "24.90"); finer catalogue prices kept as they are.
+    if number == number.quantize(_CENTS):
+        return f"{number.quantize(_CENTS):f}"
+    return f"{number.normalize():f}"
+
+
+def _quantity(number: Decimal) -> str:
+    if number == number.to_integral_value():
+        return str(int(number))
+    return f"{number.normalize():f}"
+
+
+class _Release:
+    """One release (or compiled release) being mapped, with its lookups built once.
+
+    Raises ValueError when the release links several framework agreements.
+    """
+
+    def __init__(self, data: Mapping[str, Any], pointer: str) -> None:
+        self.data = data
+        self.pointer = pointer
+        self.parties: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        parties = self.data.get("parties")
+        for index, party in enumerate(parties if isinstance(parties, list) else []):
+            if isinstance(party, Mapping) and (party_id := _identifier(party.get("id"))):
+                self.parties.setdefault(party_id, (f"{self.pointer}/parties/{index}", party))
+        self.awards: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        awards = self.data.get("awards")
+        for index, award in enumerate(awards if isinstance(awards, list) else []):
+            if isinstance(award, Mapping) and (award_id := _identifier(award.get("id"))):
+                self.awards.setdefault(award_id, (f"{self.pointer}/awards/{index}", award))
+        self.buyer = self._buyer()
+        self.framework = self._framework()
+        tender = self.data.get("tender")
+        self.procurement_method = (
+            _text(tender.get("procurementMethodDetails")) if isinstance(tender, Mapping) else None
+        )
+
+    def organization(self, ref: object, role: str, where: str) -> JsonObject | str:
+        """The ``{"ruc", "name"}`` of an organization reference, or why it has none."""
+        if not isinstance(ref, Mapping):
+            return f"{role} ({where}) is {_kind(ref)}, not an organization reference"
+        ref_id = _identifier(ref.get("id"))
+        if ref_id is not None and ref_id in self.parties:
+            where, org = self.parties[ref_id]
+        elif "identifier" in ref:
+            org = ref  # OCDS 1.0: the organization itself, not a reference
+        elif ref_id is not None:
+            return f"{role} ({where}) id {ref_id!r} matches no entry in parties"
+        else:
+            return f"{role} ({where}) has neither an id nor an identifier"
+        return _party(org, role, where)
+
+    def _buyer(self) -> JsonObject | str:
+        if "buyer" in self.data:
+            return self.organization(self.data["buyer"], "buyer", f"{self.pointer}/buyer")
+        buyers = [
+            party_id
+            for party_id, (_, party) in self.parties.items()
+            if isinstance(party.get("roles"), list) and "buyer" in party["roles"]
+        ]
+        if len(buyers) == 1:
+            return self.organization({"id": buyers[0]}, "buyer", self.parties[buyers[0]][0])
+        if not buyers:
+            return "no buyer: the release has no buyer field and no party with role buyer"
+        return f"{len(buyers)} parties have role buyer and no buyer field says which one"
+
+    def _framework(self) -> str | None:
+        related = self.data.get("relatedProcesses")
+        names = {
+            _text(process.get("title")) or _text(process.get("identifier"))
+            for process in (related if isinstance(related, list) else [])
+            if isinstance(process, Mapping)
+            and isinstance(process.get("relationship"), list)
+            and "framework" in process["relationship"]
+        }
+        names.discard(None)
+        if len(names) > 1:
+            raise ValueError(
+                f"relatedProcesses ({self.pointer}/relatedProcesses) links {len(names)}"
+                " framework agreements; an order is under at most one"
+            )
+        return names.pop() if names else None
+
+
+def _party(org: Mapping[str, Any], role: str, where: str) -> JsonObject | str:
+    identifiers = [org.get("identifier")]
+    additional = org.get("additionalIdentifiers")
+    if isinstance(additional, list):
+        identifiers.extend(additional)
+    rucs = [i for i in identifiers if isinstance(i, Mapping) and i.get("scheme") == RUC_SCHEME]
+    if not rucs:
+        main = org.get("identifier")
+        if not isinstance(main, Mapping):
+            return f"{role} ({where}) has no identifier; a purchase order needs its RUC"
+        scheme = main.get("scheme")
+        shown = _identifier(main.get("id"))
+        if not _text(scheme):
+            return f"{role} ({where}) identifier {shown!r} has no scheme; expected {RUC_SCHEME}"
+        return f"{role} ({where}) identifier scheme is {scheme!r}, not {RUC_SCHEME}"
+    ruc = _identifier(rucs[0].get("id"))
+    try:
+        check_ruc(ruc or "")
+    except ValueError as exc:
+        return f"{role} ({where}) {RUC_SCHEME} identifier {ruc!r} is not a valid RUC: {exc}"
+    name = _text(org.get("name")) or _text(rucs[0].get("legalName"))
+    if name is None:
+        return f"{role} ({where}) has no name"
+    return {"ruc": ruc, "name": name}
+
+
+def _currency(value: object, where: str, problems: list[str]) -> str | None:
+    currency = _text(value.get("currency")) if isinstance(value, Mapping) else None
+    if isinstance(value, Mapping) and currency is None:
+        problems.append(f"{where}/currency is missing")
+    return currency
+
+
+def _amounts(
+    value: object, where: str, missing_tax: MissingTax, problems: list[str]
+) -> tuple[str, str, str] | None:
+    """(subtotal, tax, total) from a contract value, or None with the problems."""
+    if not isinstance(value, Mapping):
+        problems.append(f"contract has no value ({where})")
+        return None
+    try:
+        total = _decimal(value.get("amount"), f"{where}/amount")
+        total_text = _money(total, f"{where}/amount")
+        net_value, gross_value = value.get("amountNet"), value.get("amountGross")
+        if net_value is not None or gross_value is not None:
+            net = _decimal(net_value, f"{where}/amountNet")
+            gross = _decimal(gross_value, f"{where}/amountGross")
+            if gross != total:
+                raise ValueError(f"{where}/amountGross {gross} differs from amount {total}")
+            if net > gross:
+                raise ValueError(f"{where}/amountNet {net} exceeds amountGross {gross}")
+            tax = gross - net
+        elif missing_tax == "zero":
+            net, tax = total, Decimal(0)
+        else:
+            raise ValueError(
+                f"{where} has no tax breakdown (amountNet, amountGross): the order's"
+                " subtotal and IGV are unknown"
+            )
+        amounts = (
+            _money(net, f"{where}/amountNet"),
+            _money(tax, "the tax (amountGross - amountNet)"),
+            total_text,
+        )
+    except ValueError as exc:
+        problems.append(str(exc))
+        return None
+    return amounts
+
+
+def _items(
+    items: object, where: str, currency: str | None, problems: list[str]
+) -> list[JsonObject] | None:
+    if items is None or items == []:
+        return None
+    if not isinstance(items, list):
+        problems.append(f"{where} is {_kind(items)}, not an array")
+        return None
+    mapped: list[JsonObject] = []
+    for index, item in enumerate(items):
+        at = f"{where}/{index}"
+        if not isinstance(item, Mapping):
+            problems.append(f"{at} is {_kind(item)}, not an item")
+            continue
+        line: JsonObject = {}
+        description = _text(item.get("description"))
+        if description is None:
+            problems.append(f"{at} has no description")
+        line["description"] = description
+        try:
+            line["quantity"] = _quantity(_decimal(item.get("quantity"), f"{at}/quantity"))
+        except ValueError as exc:
+            problems.append(str(exc))
+        unit = item.get("unit")
+        unit = unit if isinstance(unit, Mapping) else {}
+        line["unit"] = _text(unit.get("name")) or _text(unit.get("id"))
+        if line["unit"] is None:
+            problems.append(f"{at}/unit has no name")
+        unit_value = unit.get("value")
+        if not isinstance(unit_value, Mapping):
+            problems.append(f"{at}/unit has no value (the unit price)")
+        else:
+            try:
+                price = _decimal(unit_value.get("amount"), f"{at}/unit/value/amount")
+                line["unit_price"] = _unit_price(price)
+            except ValueError as exc:
+                problems.append(str(exc))
+            price_currency = unit_value.get("currency")
+            if price_currency is not None and price_currency != currency:
+                problems.append(
+                    f"{at}/unit/value/currency {price_currency!r} differs from the contract's"
+                    f" {currency!r}"
+                )
+        classification = item.get("classification")
+        if classification is not None:
+            scheme = code = None
+            if isinstance(classification, Mapping):
+                scheme = _text(classification.get("scheme"))
+                code = _identifier(classification.get("id"))
+            if scheme is None or code is None:
+                problems.append(f"{at}/classification needs both a scheme and an id")
+            else:
+                line["classification"] = {"scheme": scheme, "id": code}
+        mapped.append(line)
+    return mapped
+
+
+def _documents(documents: object, where: str, problems: list[str]) -> list[JsonObject] | None:
+    if documents is None or documents == []:
+        return None
+    if not isinstance(documents, list):
+        problems.append(f"{where} is {_kind(documents)}, not an array")
+        return None
+    mapped: list[JsonObject] = []
+    for index, document in enumerate(documents):
+        at = f"{where}/{index}"
+        if not isinstance(document, Mapping):
+            problems.append(f"{at} is {_kind(document)}, not a document")
+            continue
+        title, url = _text(document.get("title")), _text(document.get("url"))
+        if title is None or url is None:
+            problems.append(f"{at} needs a title and a url")
+            continue
+        entry: JsonObject = {"title": title, "url": url}
+        if document.get("sha256") is not None:
+            entry["sha256"] = document["sha256"]
+        mapped.append(entry)
+    return mapped
+
+
+def _order_from_contract(
+    release: _Release, contract: object, pointer: str, missing_tax: MissingTax
+) -> OcdsItem:
+    if not isinstance(contract, Mapping):
+        return OcdsItem(pointer, None, f"contract is {_kind(contract)}, not an object")
+    problems: list[str] = []
+    if isinstance(release.buyer, str):
+        problems.append(release.buyer)
+
+    supplier: JsonObject | str | None = None
+    award_id = _identifier(contract.get("awardID"))
+    if award_id is None:
+        problems.append("contract has no awardID, so no supplier")
+    elif award_id not in release.awards:
+        problems.append(
+            f"contract awardID {award_id!r} matches no award in {release.pointer}/awards"
+        )
+    else:
+        award_pointer, award = release.awards[award_id]
+        suppliers = award.get("suppliers")
+        if not isinstance(suppliers, list) or len(suppliers) != 1:
+            count = len(suppliers) if isinstance(suppliers, list) else 0
+            problems.append(
+                f"award {award_pointer} has {count} suppliers; a purchase order has exactly one"
+            )
+        else:
+            supplier = release.organization(
+                suppliers[0], "supplier", f"{award_pointer}/suppliers/0"
+            )
+            if isinstance(supplier, str):
+                problems.append(supplier)
+
+    value = contract.get("value")
+    currency = _currency(value, f"{pointer}/value", problems)
+    amounts = _amounts(value, f"{pointer}/value", missing_tax, problems)
+    issued_at = _text(contract.get("dateSigned")) or _text(release.data.get("date"))
+    if issued_at is None:
+        problems.append("contract has no dateSigned and the release no date")
+    order_number = _identifier(contract.get("id"))
+    if order_number is None:
+        problems.append("contract has no id (the order number)")
+    items = _items(contract.get("items"), f"{pointer}/items", currency, problems)
+    documents = _documents(contract.get("documents"), f"{pointer}/documents", problems)
+    if problems:
+        return OcdsItem(pointer, None, "; ".join(problems))
+    assert amounts is not None and isinstance(release.buyer, dict)  # noqa: S101 (no problems)
+    subtotal, tax, total = amounts
+    order: JsonObject = {
+        "order_number": order_number,
+        "buyer": release.buyer,
+        "supplier": supplier,
+        "issued_at": issued_at,
+        "currency": currency,
+        "subtotal": subtotal,
+        "tax": tax,
+        "total": total,
+        "framework_agreement": release.framework,
+        "procurement_method": release.procurement_method,
+        "status": _text(contract.get("statusDetails")),
+        "items": items,
+        "documents": documents,
+    }
+    try:
+        valid = PurchaseOrder.model_validate({k: v for k, v in order.items() if v is not None})
+    except ValidationError as exc:
+        errors = "; ".join(f"{e['field']}: {e['message']}" for e in validation_errors(exc))
+        return OcdsItem(pointer, None, f"not a valid purchase order: {errors}")
+    return OcdsItem(pointer, valid.model_dump(mode="json", exclude_none=True), None)
+
+
+def _orders_from_release(data: object, pointer: str, missing_tax: MissingTax) -> Iterator[OcdsItem]:
+    if not isinstance(data, Mapping):
+        yield OcdsItem(pointer, None, f"release is {_kind(data)}, not an object")
+        return
+    contracts = data.get("contracts")
+    if not contracts:
+        tags = data.get("tag")
+        yield OcdsItem(
+            pointer,
+            None,
+            f"release has no contracts (tag {tags!r}); only contracts map to purchase orders",
+        )
+        return
+    if not isinstance(contracts, list):
+        yield OcdsItem(pointer, None, f"contracts is {_kind(contracts)}, not an array")
+        return
+    try:
+        release = _Release(data, pointer)
+    except ValueError as exc:
+        for index in range(len(contracts)):
+            yield OcdsItem(f"{pointer}/contracts/{index}", None, str(exc))
+        return
+    for index, contract in enumerate(contracts):
+        yield _order_from_contract(release, contract, f"{pointer}/contracts/{index}", missing_tax)
+
+
+def orders_from_ocds(package: object, *, missing_tax: MissingTax = "report") -> Iterator[OcdsItem]:
+    """Map the contracts of an OCDS release or record package to purchase orders.
+
+    Each contract with a buyer, a single supplier and a value becomes a
+    PurchaseOrder-shaped dict (validated): order_number <- contract id; buyer
+    <- ``buyer`` (or the one party with role buyer) and supplier <- the
+    contract's award's only supplier, by their ``PE-RUC`` identifier (or
+    additional identifier); total <- value.amount; subtotal and tax <-
+    value.amountNet and amountGross - amountNet (extension / OCDS 1.2);
+    issued_at <- dateSigned, else the release date; framework_agreement <-
+    the framework related process's title; procurement_method <-
+    tender.procurementMethodDetails; status <- contract.statusDetails; items
+    and documents from the contract's.
+
+    A record is read from its ``compiledRelease``, else its last embedded
+    release as is (which may hold only what changed). Releases of one ocid in
+    a release package are mapped one by one, not merged: a contract repeated
+    in several releases yields the same order again, which ingest records once.
+
+    Without a tax breakdown a contract is reported (its IGV is unknown), unless
+    ``missing_tax="zero"``, for publishers whose amounts carry no tax: then
+    subtotal = total and tax = 0.00.
+
+    Every contract yields one item; a release (or record) that yields no
+    contract yields one item with its problem. Nothing is skipped silently.
+    """
+    if not isinstance(package, Mapping):
+        yield OcdsItem("", None, f"an OCDS package is a JSON object, not {_kind(package)}")
+        return
+    releases, records = package.get("releases"), package.get("records")
+    if isinstance(releases, list) and records is None:
+        for index, release in enumerate(releases):
+            yield from _orders_from_release(release, f"/releases/{index}", missing_tax)
+    elif isinstance(records, list) and releases is None:
+        for index, record in enumerate(records):
+            yield from _orders_from_record(record, f"/records/{index}", missing_tax)
+    else:
+        yield OcdsItem(
+            "",
+            None,
+            "not an OCDS release package or record package: expected a releases array"
+            " or a records array",
+        )
+
+
+def _orders_from_record(
+    record: object, pointer: str, missing_tax: MissingTax
+) -> Iterator[OcdsItem]:
+    if not isinstance(record, Mapping):
+        yield OcdsItem(pointer, None, f"record is {_kind(record)}, not an object")
+        return
+    compiled = record.get("compiledRelease")
+    if compiled is not None:
+        yield from _orders_from_release(compiled, f"{pointer}/compiledRelease", missing_tax)
+        return
+    releases = record.get("releases")
+    if not isinstance(releases, list) or not releases:
+        yield OcdsItem(pointer, None, "record has no compiledRelease and no releases")
+        return
+    last = releases[-1]
+    if isinstance(last, Mapping) and "ocid" not in last and "url" in last:
+        yield OcdsItem(
+            pointer,
+            None,
+            "record has no compiledRelease and links its releases (url) instead of embedding"
+            " them; import the release package they are published in",
+        )
+        return
+    yield from _orders_from_release(last, f"{pointer}/releases/{len(releases) - 1}", missing_tax)

@@ -27,8 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: lines are never broken mid-message when output goes to a pipe or a log.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 # Exit codes of verification commands (DESIGN §5).
 EXIT_VALID = 0
@@ -553,6 +554,183 @@ def _print_audit(report: Any) -> None:
         )
     out.print(table)
     err.print(f"[bold red]{len(report.discrepancies)} discrepancies[/]")
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="JSON lines, Perú Compras CSV (ReportePCBienesYYYYMM.csv) or an OCDS package",
+        ),
+    ],
+    file_format: Annotated[
+        str, typer.Option("--format", help="auto, jsonl, perucompras-csv or ocds")
+    ] = "auto",
+    encoding: Annotated[
+        str | None, typer.Option(help="CSV encoding (default: detected; usually Latin-1)")
+    ] = None,
+    database_url: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record purchase orders from a file. Rows that fail are reported with their line (or
+    JSON pointer) and reason and do not stop the rest; importing again records nothing twice."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import make_engine, make_session_factory
+    from app.services import importer
+
+    if file_format not in ("auto", "jsonl", "perucompras-csv", "ocds"):
+        _fail(f"--format must be auto, jsonl, perucompras-csv or ocds, not {file_format!r}")
+    if not path.is_file():
+        _fail(f"cannot read {path}: no such file")
+    settings = _settings(database_url=database_url)
+    try:
+        kind = importer.detect_format(path) if file_format == "auto" else file_format
+    except ValueError as exc:
+        _fail(str(exc))
+    # Record.source holds at most 200 characters.
+    source = f"import:{path.name}"[:200]
+    pointers: dict[int, str] = {}
+    try:
+        if kind == "jsonl":
+            rows = importer.read_jsonl(path)
+        elif kind == "perucompras-csv":
+            rows = importer.read_perucompras_csv(path, encoding=encoding)
+        else:
+            rows = _ocds_rows(path, pointers)
+        engine = make_engine(settings.database_url, pool_size=2)
+        progress = Progress(
+            SpinnerColumn(),
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+            transient=True,
+        )
+        try:
+            with progress:
+                task = progress.add_task(f"importing {path.name}", total=None)
+                report = importer.import_rows(
+                    session_factory=make_session_factory(engine),
+                    rows=rows,
+                    source=source,
+                    progress=lambda n: progress.update(task, completed=n),
+                )
+        finally:
+            engine.dispose()
+    except (ValueError, OSError) as exc:
+        _fail(f"cannot import {path}: {exc}")
+    except SQLAlchemyError as exc:
+        _fail(
+            f"database error: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc} "
+            "(rows already committed stay; run the import again to finish)"
+        )
+    data = report.to_dict()
+    if pointers:
+        for problem in data["problems"]:
+            problem["pointer"] = pointers.get(problem["line"])
+    if as_json:
+        _print_json({"file": str(path), "format": kind, **data})
+    else:
+        for problem in data["problems"]:
+            where = problem.get("pointer") or f"line {problem['line']}"
+            err.print(
+                f"{where}: {problem['kind']}: {problem['reason']}", highlight=False, soft_wrap=True
+            )
+        out.print(
+            f"{path.name}: {data['rows']} rows: {data['created']} recorded, "
+            f"{data['existing']} already recorded, {data['conflicts']} conflicts, "
+            f"{data['invalid']} invalid"
+        )
+    raise typer.Exit(0 if not data["problems"] else 1)
+
+
+def _ocds_rows(path: Path, pointers: dict[int, str]) -> Any:
+    """OCDS contracts as import rows; each row's number maps back to its JSON pointer."""
+    from app.services.importer import SourceRow
+    from app.services.ocds import orders_from_ocds
+    from ledger.canonical import parse_json_strict
+
+    package = parse_json_strict(path.read_bytes())
+    for number, item in enumerate(orders_from_ocds(package), start=1):
+        pointers[number] = item.pointer
+        yield SourceRow(line=number, order=item.order, error=item.problem)
+
+
+@app.command("export")
+def export_command(
+    file_format: Annotated[
+        str, typer.Option("--format", help="ocds (release package), ocds-record or csv")
+    ] = "ocds",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+    buyer: Annotated[str | None, typer.Option(help="Only this buyer's orders (RUC)")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Orders issued since (UTC)")
+    ] = None,
+    base_url: Annotated[
+        str, typer.Option(help="Public URL of the service, for receipt links")
+    ] = "http://127.0.0.1:8000",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Open data out: OCDS 1.1 release or record package, or CSV (one row per order)."""
+    from datetime import UTC
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import make_engine, make_session_factory
+    from app.services import ocds
+
+    if file_format not in ("ocds", "ocds-record", "csv"):
+        _fail(f"--format must be ocds, ocds-record or csv, not {file_format!r}")
+    if buyer is not None and not (len(buyer) == 11 and buyer.isdigit()):
+        _fail(f"--buyer must be an 11-digit RUC, got {buyer!r}")
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url, pool_size=1)
+    since_utc = since.replace(tzinfo=UTC) if since else None
+    try:
+        with make_session_factory(engine)() as session:
+            target = (
+                output.open("w", encoding="utf-8", newline="")
+                if output
+                else open(sys.stdout.fileno(), "w", encoding="utf-8", newline="", closefd=False)
+            )
+            with target:
+                if file_format == "csv":
+                    count = ocds.write_csv(target, session=session, buyer=buyer, since=since_utc)
+                else:
+                    base = base_url.rstrip("/")
+                    releases = ocds.export_releases(
+                        session=session, buyer=buyer, since=since_utc, base_url=base
+                    )
+                    writer = (
+                        ocds.write_release_package
+                        if file_format == "ocds"
+                        else ocds.write_record_package
+                    )
+                    count = writer(
+                        target,
+                        releases,
+                        uri=f"{base}/v1/export/ocds",
+                        published_date=datetime.now(UTC),
+                        publisher_name="Ancla",
+                        extension_url=ocds.extension_url(base),
+                    )
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc}")
+    except ocds.EmptyPackage:
+        _fail("no recorded orders match; an OCDS package cannot be empty", 1)
+    except SQLAlchemyError as exc:
+        _fail(f"database error: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")
+    finally:
+        engine.dispose()
+    if output is not None:
+        err.print(f"wrote {count} orders to {output}")
 
 
 @app.command()

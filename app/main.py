@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import ops, orders, problems, public
+from app.api import export, ops, orders, problems, public
 from app.api.middleware import RequestContextMiddleware
 from app.api.strict_json import StrictJSONMiddleware
 from app.runtime import Runtime
@@ -47,6 +47,7 @@ def create_app(
     problems.install(app)
     app.include_router(orders.router)
     app.include_router(public.router)
+    app.include_router(export.router)
     app.include_router(ops.router)
     app.add_middleware(StrictJSONMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(

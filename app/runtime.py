@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,10 @@ from app.api.middleware import RateLimiter
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.settings import Settings
 from ledger.chain import ChainClient, Registry, load_signer
+from ledger.errors import LedgerError
+
+# How long a read of the chain's genesis hash is trusted before reading it again.
+_GENESIS_TTL_SECONDS = 10.0
 
 if TYPE_CHECKING:
     from app.services.anchoring import AnchorWorker
@@ -28,6 +33,8 @@ class Runtime:
     client: ChainClient
     rate_limiter: RateLimiter
     _worker_thread: threading.Thread | None = None
+    _genesis: str | None = None
+    _genesis_read_at: float = float("-inf")
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -40,6 +47,22 @@ class Runtime:
             client=ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds),
             rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         )
+
+    def chain_genesis(self) -> str | None:
+        """The genesis hash of the chain at ANCLA_RPC_URL, re-read at most every 10 s.
+
+        Receipts are only served as anchored when the batches' chain is this
+        chain, so a reset chain stops vouching for old anchors within seconds,
+        even before the worker has noticed. None when the chain cannot be read.
+        """
+        now = time.monotonic()
+        if now - self._genesis_read_at > _GENESIS_TTL_SECONDS:
+            try:
+                self._genesis = self.client.genesis_hash()
+            except LedgerError:
+                self._genesis = None
+            self._genesis_read_at = now
+        return self._genesis
 
     def registry(self) -> Registry | None:
         address = self.settings.contract_address

@@ -40,9 +40,11 @@ def get_record(record_hash: HashPath, session: SessionDep) -> Response:
     summary="The receipt of a record",
     responses={404: PROBLEM, 422: PROBLEM},
 )
-def receipt(record_hash: HashPath, session: SessionDep) -> dict[str, Any]:
+def receipt(record_hash: HashPath, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
     """receipt_version 1 (DESIGN §2); pending until the record's batch is anchored."""
-    return get_receipt(session=session, record_hash=record_hash).to_dict()
+    return get_receipt(
+        session=session, record_hash=record_hash, genesis=runtime.chain_genesis()
+    ).to_dict()
 
 
 class VerifyRequest(BaseModel):
@@ -66,7 +68,9 @@ def verify(body: VerifyRequest, session: SessionDep, runtime: RuntimeDep) -> dic
     record = None
     if body.hash is not None:
         record_hash = parse_hash(body.hash)
-        parsed = get_receipt(session=session, record_hash=record_hash)
+        parsed = get_receipt(
+            session=session, record_hash=record_hash, genesis=runtime.chain_genesis()
+        )
         record = parse_record(get_record_bytes(session=session, record_hash=record_hash))
     else:
         assert body.receipt is not None  # noqa: S101

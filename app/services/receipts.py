@@ -29,17 +29,26 @@ def split_proof(proof: bytes | None) -> list[str]:
     return [to_hex(data[i : i + 32]) for i in range(0, len(data), 32)]
 
 
-def receipt_from_rows(record: Record, batch: Batch | None, target: ChainTarget | None) -> Receipt:
+def receipt_from_rows(
+    record: Record,
+    batch: Batch | None,
+    target: ChainTarget | None,
+    *,
+    genesis: str | None = None,
+) -> Receipt:
     """A receipt for a stored record; pending unless its batch is anchored on the current target.
 
     A batch anchored on a chain or contract that is no longer the target (a
     reset dev chain) is not served as anchored: that proof no longer holds.
+    ``genesis``, when known, is the genesis hash of the chain the service
+    talks to now; a target recorded on another genesis is not current.
     """
     anchored = (
         batch is not None
         and batch.status in (ANCHORED, FINAL)
         and target is not None
         and (batch.chain_id, batch.contract) == (target.chain_id, target.contract)
+        and (genesis is None or genesis == target.genesis_hash)
     )
     if not anchored or batch is None:
         return Receipt.pending(record.hash)
@@ -64,7 +73,7 @@ def receipt_from_rows(record: Record, batch: Batch | None, target: ChainTarget |
     )
 
 
-def get_receipt(*, session: Session, record_hash: str) -> Receipt:
+def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
     row = session.execute(
         select(Record, Batch)
         .outerjoin(Batch, Record.batch_id == Batch.id)
@@ -73,7 +82,7 @@ def get_receipt(*, session: Session, record_hash: str) -> Receipt:
     if row is None:
         raise NotFound(f"no record with hash {record_hash}")
     record, batch = row
-    return receipt_from_rows(record, batch, session.get(ChainTarget, 1))
+    return receipt_from_rows(record, batch, session.get(ChainTarget, 1), genesis=genesis)
 
 
 def get_record_bytes(*, session: Session, record_hash: str) -> bytes:

@@ -31,6 +31,20 @@ def receipts_verify(runtime: Runtime, hashes: list[str]) -> None:
             assert verify_receipt(receipt, rpc_url=runtime.settings.rpc_url).ok
 
 
+def audit(runtime: Runtime) -> Any:
+    from app.services.audit import Auditor
+
+    registry = runtime.registry()
+    assert registry is not None
+    return Auditor(
+        session_factory=runtime.session_factory,
+        client=runtime.client,
+        registry=registry,
+        confirmations=1,
+        pending_window=timedelta(hours=1),
+    ).run()
+
+
 def events_per_batch(registry: Registry) -> Counter[int]:
     return Counter(e.batch_id for e in registry.find_anchor_events())
 
@@ -100,6 +114,7 @@ def test_reorged_batch_is_anchored_again(runtime: Runtime, chain: ChainClient) -
         verify_receipt(old_receipt, rpc_url=runtime.settings.rpc_url)
     receipts_verify(runtime, first + second)
     assert events_per_batch(worker.registry) == Counter({1: 1, 2: 1})
+    assert audit(runtime).ok
 
 
 def test_chain_reset_reanchors_everything(
@@ -118,9 +133,17 @@ def test_chain_reset_reanchors_everything(
             with moved.session_factory() as session:
                 before = session.get(ChainTarget, 1)
                 assert before is not None and before.genesis_hash != new_chain.genesis_hash()
+            with moved.session_factory() as session:
+                # Before the worker has even looked at the new chain, the service no
+                # longer vouches for anchors on the old one.
+                receipt = get_receipt(
+                    session=session, record_hash=hashes[0], genesis=moved.chain_genesis()
+                )
+                assert receipt.status == "pending"
             report = moved.make_worker().tick()
             assert report.reset == [1] and report.anchored == [1]
             receipts_verify(moved, hashes)
+            assert audit(moved).ok
         finally:
             moved.stop()
     finally:

@@ -118,6 +118,12 @@ def test_another_buyers_order_is_403(client: TestClient, api_key: str) -> None:
         ({"buyer": {"ruc": "20600027427", "name": "X"}}, "buyer.ruc", "check digit"),
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
         ({"issued_at": "2026-01-31T09:57:50"}, "issued_at", "UTC offset"),
+        (
+            {"supplier": {"ruc": "10412742694", "name": "X" * 100_000}},
+            "supplier.name",
+            "must be at most 500 characters, not 100000",
+        ),
+        ({"order_number": ["OCAM-1"]}, "order_number", "must be a string"),
     ],
 )
 def test_invalid_order_is_422_naming_the_field(

@@ -744,6 +744,7 @@ def dev(
 ) -> None:
     """Everything on this machine: SQLite, a local Hardhat node, API + worker + pages."""
     import os
+    import signal
 
     import uvicorn
 
@@ -779,6 +780,9 @@ def dev(
         out.print("Record an order:", highlight=False)
         out.print(devmod.curl_example(base_url, api_key), highlight=False, soft_wrap=True)
         _configure_logging(json_logs=False)
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; turning
+        # them into SystemExit lets the `finally` below stop the Hardhat node.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             create_app(settings, worker=True),
             host=host,

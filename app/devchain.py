@@ -7,6 +7,7 @@ loopback port unless told otherwise, and stopped with its parent.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -54,6 +55,19 @@ class HardhatNode:
                 self.process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when its parent dies, so a killed
+    `ancla dev` or test run never leaves a Hardhat node behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the parent's own cleanup still stops the node
+
+
 def start_node(
     log_dir: Path, *, port: int | None = None, chain_id: int = HARDHAT_CHAIN_ID
 ) -> HardhatNode:
@@ -70,6 +84,7 @@ def start_node(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touched in the child
     )
     node = HardhatNode(url=f"http://127.0.0.1:{port}", port=port, process=process, log=log)
     try:

@@ -40,6 +40,29 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() els
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def code_version() -> str:
+    """The commit benchmarked, and which source files differ from it (others edit in parallel)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app", "ledger", "migrations"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return f"{ROOT} (not a git checkout)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"{ROOT} at {head}" + (f" + uncommitted {', '.join(changed)}" if changed else "")
+
+
 def backends_from(choice: str) -> list[str]:
     return ["sqlite", "postgresql"] if choice == "both" else [choice]
 
@@ -160,6 +183,9 @@ def run_server(
         "ANCLA_RPC_URL": rpc_url,
         "ANCLA_SIGNER_KEY": DEV_KEY_0,
         "ANCLA_RUN_WORKER": "1" if run_worker else "0",
+        # A per-key rate limit (where the code has one) would cap one agency's load
+        # generator at a policy figure, not at what the service can do.
+        "ANCLA_RATE_LIMIT_PER_SECOND": "0",
         **(extra_env or {}),
     }
     if contract:
@@ -283,6 +309,7 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = {name: cpu_seconds(fn()) for name, fn in self.groups.items()}
+        self._start["machine"] = machine_busy_seconds()
         self._wall = time.monotonic()
         self.self_start = _self_cpu()
 
@@ -292,8 +319,18 @@ class CpuMeter:
         used = {
             name: (cpu_seconds(fn()) - self._start[name]) / wall for name, fn in self.groups.items()
         }
+        # Everything busy on the machine (other sessions' tests included), to spot noise.
+        used["machine"] = (machine_busy_seconds() - self._start["machine"]) / wall
         used["bench (this process)"] = (_self_cpu() - self.self_start) / wall
         return used
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def _self_cpu() -> float:
@@ -318,9 +355,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     if title:
         print(title)
     for index, row in enumerate(cells):
-        line = "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
-        )
+        pairs = enumerate(zip(row, widths, strict=True))
+        line = "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
         print("  " + line.rstrip())
         if index == 0:
             print("  " + "  ".join("-" * w for w in widths))

@@ -105,3 +105,53 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     record = parse_record('{"schema":"x","s":"' + deep_text + '"}')
     assert record["s"] == "[" * 1000 + '"{'
     assert parse_json_strict("[" * 64 + "]" * 64) is not None
+
+
+# -- the json.dumps fast path must be RFC 8785 exactly -------------------------------------
+
+import rfc8785  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = (
+    st.text() | st.booleans() | st.none() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+)
+_documents = st.recursive(
+    _scalars,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _documents, max_size=6))
+def test_fast_path_equals_rfc8785(document: dict[str, object]) -> None:
+    record = {**document, "schema": "x"}
+    try:
+        expected = rfc8785.dumps(record)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(CanonicalError):
+            canonical_bytes(record)
+        return
+    assert canonical_bytes(record) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u2028\u2029",
+        "\x00\x1f\x7f",
+        'quote " backslash \\ ',
+        "\U0001f600 \ue000 \ufb33",
+        "é",
+        2**53 - 1,
+        -(2**53) + 1,
+    ],
+)
+def test_fast_path_edge_values(value: object) -> None:
+    record = {"schema": "x", "v": value, "\u20ac": "non-ASCII key takes the general path"}
+    assert canonical_bytes(record) == rfc8785.dumps(record)
+    plain = {"schema": "x", "v": value}
+    assert canonical_bytes(plain) == rfc8785.dumps(plain)

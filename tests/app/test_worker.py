@@ -216,3 +216,19 @@ def test_two_workers_anchor_each_batch_exactly_once(runtime: Runtime, tmp_path: 
         ids = list(session.scalars(select(Batch.id).order_by(Batch.id)))
     assert ids == sorted(per_batch) == list(range(1, len(ids) + 1))
     receipts_verify(runtime, hashes)
+
+
+def test_oldest_unanchored_follows_pending_sealed_and_anchored(runtime: Runtime) -> None:
+    from app.services.anchoring import oldest_unanchored
+
+    with runtime.session_factory() as session:
+        assert oldest_unanchored(session=session) is None
+    ingest(runtime.session_factory, range(3))
+    with runtime.session_factory() as session:
+        first = session.scalar(select(Record.accepted_at).order_by(Record.id).limit(1))
+        assert oldest_unanchored(session=session) == first
+        seal_batches(session=session, max_size=2, max_age_seconds=3600)  # 2 sealed, 1 pending
+        assert oldest_unanchored(session=session) == first
+    runtime.make_worker().tick(force_seal=True)
+    with runtime.session_factory() as session:
+        assert oldest_unanchored(session=session) is None

@@ -61,8 +61,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            # As many as the thread pool has threads (anyio: 40): an overflow
+            # connection is closed after use and reopened with its PRAGMAs.
+            pool_size=max(pool_size, 40),
+            max_overflow=10,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -12,12 +12,16 @@ from sqlalchemy import Engine
 
 from app.api.middleware import RateLimiter
 from app.db import SessionFactory, make_engine, make_session_factory
+from app.services.agencies import KeyHolder
 from app.settings import Settings
 from ledger.chain import ChainClient, Registry, load_signer
 from ledger.errors import LedgerError
 
 # How long a read of the chain's genesis hash is trusted before reading it again.
 _GENESIS_TTL_SECONDS = 10.0
+# Bound on cached API key lookups (an attacker cannot grow it: only valid
+# key ids are cached).
+_KEY_CACHE_SIZE = 10_000
 
 if TYPE_CHECKING:
     from app.services.anchoring import AnchorWorker
@@ -34,6 +38,7 @@ class Runtime:
     rate_limiter: RateLimiter
     _worker_thread: threading.Thread | None = None
     _genesis: str | None = None
+    _keys: dict[str, tuple[float, KeyHolder]] = field(default_factory=dict)
     _genesis_read_at: float = float("-inf")
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -63,6 +68,20 @@ class Runtime:
                 self._genesis = None
             self._genesis_read_at = now
         return self._genesis
+
+    def key_holder(self, key_id: str) -> tuple[bool, KeyHolder | None]:
+        """(cached?, holder) for an API key id (see Settings.api_key_cache_seconds)."""
+        entry = self._keys.get(key_id)
+        if entry is not None and entry[0] > time.monotonic():
+            return True, entry[1]
+        return False, None
+
+    def remember_key_holder(self, key_id: str, holder: KeyHolder) -> None:
+        if len(self._keys) >= _KEY_CACHE_SIZE:
+            self._keys.clear()
+        ttl = self.settings.api_key_cache_seconds
+        if ttl > 0:
+            self._keys[key_id] = (time.monotonic() + ttl, holder)
 
     def registry(self) -> Registry | None:
         address = self.settings.contract_address

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Browsers may read the public API from any origin (open data); agencies'
     # systems call the write endpoints server to server, so no credentials.
     cors_origins: list[str] = ["*"]
+    # API key lookups are cached per process (one query fewer per request); a
+    # revoked or rotated key stops working within this many seconds. 0: no cache.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     json_logs: bool = True
     # A bulk request of 10,000 orders with items is about 10 MB.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

@@ -7,17 +7,18 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.errors import TooManyRequests
-from app.models import Agency
 from app.runtime import Runtime
-from app.services.agencies import authenticate
+from app.services.agencies import KeyHolder, check_key, find_key_holder, split_key
 from app.settings import Settings
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a sync dependency would cost a hop to the thread pool.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -27,19 +28,30 @@ def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[S
         yield session
 
 
-def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
+async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return runtime.settings
 
 
 _bearer = HTTPBearer(auto_error=False, description="The agency's API key")
 
 
-def get_agency(
+async def get_agency(
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    session: Annotated[Session, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Agency:
-    agency = authenticate(session=session, api_key=credentials.credentials if credentials else None)
+) -> KeyHolder:
+    """The key's agency, from the per-process cache or the database (one thread hop)."""
+    key_id, secret = split_key(credentials.credentials if credentials else None)
+    cached, holder = runtime.key_holder(key_id)
+    if not cached:
+
+        def lookup() -> KeyHolder | None:
+            with runtime.session_factory() as session:
+                return find_key_holder(session=session, key_id=key_id)
+
+        holder = await run_in_threadpool(lookup)
+        if holder is not None:
+            runtime.remember_key_holder(key_id, holder)
+    agency = check_key(holder, secret)
     wait = runtime.rate_limiter.take(agency.key_id)
     if wait is not None:
         retry_after = str(max(1, math.ceil(wait)))
@@ -54,4 +66,4 @@ def get_agency(
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-AgencyDep = Annotated[Agency, Depends(get_agency)]
+AgencyDep = Annotated[KeyHolder, Depends(get_agency)]

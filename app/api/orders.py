@@ -8,16 +8,23 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from app.api.deps import AgencyDep, SessionDep
+from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
 from app.errors import InvalidInput, NotFound
 from app.models import Batch, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
-from app.services.ingest import MAX_BULK_ITEMS, ItemResult, parse_orders, record_orders
+from app.services.ingest import (
+    MAX_BULK_ITEMS,
+    ItemResult,
+    parse_orders,
+    record_orders,
+    record_single,
+)
 from app.services.receipts import record_status
 from ledger.canonical import parse_json_strict
 
@@ -63,21 +70,19 @@ def _links(record_hash: str) -> dict[str, str]:
         422: PROBLEM,
     },
 )
-def record_one(order: PurchaseOrder, agency: AgencyDep, session: SessionDep) -> Response:
+async def record_one(order: PurchaseOrder, agency: AgencyDep, runtime: RuntimeDep) -> Response:
     """Record an order of the key's agency. 202: accepted and durable, anchoring pending;
     200: the identical record exists; 409: this buyer + order number exists with other
     content; 403: the order's buyer is not the key's agency."""
-    (result,) = record_orders(session=session, agency=agency, orders=[order])
+
+    def work() -> tuple[ItemResult, str]:
+        # All database work in one hop to the thread pool (each hop costs).
+        with runtime.session_factory() as session:
+            return record_single(session=session, agency=agency, order=order)
+
+    result, status = await run_in_threadpool(work)
     if result.outcome in ("created", "exists"):
         assert result.hash is not None  # noqa: S101
-        status = "pending"
-        if result.outcome == "exists":
-            batch = session.scalar(
-                select(Batch)
-                .join(Record, Record.batch_id == Batch.id)
-                .where(Record.hash == result.hash)
-            )
-            status = record_status(batch)
         return JSONResponse(
             {
                 "hash": result.hash,
@@ -99,12 +104,19 @@ def record_one(order: PurchaseOrder, agency: AgencyDep, session: SessionDep) -> 
     summary="Record up to 10,000 purchase orders",
     responses={401: PROBLEM, 413: PROBLEM, 422: PROBLEM},
 )
-def record_bulk(request: BulkRequest, agency: AgencyDep, session: SessionDep) -> dict[str, Any]:
+async def record_bulk(
+    request: BulkRequest, agency: AgencyDep, runtime: RuntimeDep
+) -> dict[str, Any]:
     """Each item is judged alone: its own status (202, 200, 403, 409 or 422) and hash or
     errors, in request order. Items accepted are durable when this answers."""
-    results: list[ItemResult] = record_orders(
-        session=session, agency=agency, orders=parse_orders(request.purchase_orders)
-    )
+
+    def work() -> list[ItemResult]:
+        with runtime.session_factory() as session:
+            return record_orders(
+                session=session, agency=agency, orders=parse_orders(request.purchase_orders)
+            )
+
+    results = await run_in_threadpool(work)
     summary: dict[str, int] = {}
     for result in results:
         summary[result.outcome] = summary.get(result.outcome, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -40,11 +41,16 @@ def get_record(record_hash: HashPath, session: SessionDep) -> Response:
     summary="The receipt of a record",
     responses={404: PROBLEM, 422: PROBLEM},
 )
-def receipt(record_hash: HashPath, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def receipt(record_hash: HashPath, runtime: RuntimeDep) -> dict[str, Any]:
     """receipt_version 1 (DESIGN §2); pending until the record's batch is anchored."""
-    return get_receipt(
-        session=session, record_hash=record_hash, genesis=runtime.chain_genesis()
-    ).to_dict()
+
+    def work() -> dict[str, Any]:
+        # One hop to the thread pool for all the blocking work of the lookup.
+        genesis = runtime.chain_genesis()
+        with runtime.session_factory() as session:
+            return get_receipt(session=session, record_hash=record_hash, genesis=genesis).to_dict()
+
+    return await run_in_threadpool(work)
 
 
 class VerifyRequest(BaseModel):

@@ -78,20 +78,51 @@ def rotate_key(*, session: Session, ruc: str) -> NewAgency:
     return NewAgency(agency=agency, api_key=f"{KEY_PREFIX}_{agency.key_id}_{secret}")
 
 
-def authenticate(*, session: Session, api_key: str | None) -> Agency:
-    """The agency holding ``api_key``, or Unauthorized (missing, malformed, wrong, revoked)."""
+@dataclass(frozen=True)
+class KeyHolder:
+    """What authentication needs of an agency; cheap to cache, safe to share."""
+
+    id: int
+    ruc: str
+    key_id: str
+    key_hash: bytes
+    revoked: bool
+
+
+def split_key(api_key: str | None) -> tuple[str, str]:
+    """(key id, secret) of a well-formed key, or Unauthorized."""
     if not api_key:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     parts = api_key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
         raise Unauthorized("the API key is malformed")
-    _, key_id, secret = parts
-    agency = session.scalar(select(Agency).where(Agency.key_id == key_id))
+    return parts[1], parts[2]
+
+
+def find_key_holder(*, session: Session, key_id: str) -> KeyHolder | None:
+    row = session.execute(
+        select(Agency.id, Agency.ruc, Agency.key_id, Agency.key_hash, Agency.revoked_at).where(
+            Agency.key_id == key_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return KeyHolder(row.id, row.ruc, row.key_id, row.key_hash, row.revoked_at is not None)
+
+
+def check_key(holder: KeyHolder | None, secret: str) -> KeyHolder:
+    """The holder if ``secret`` is its key's secret and the key is not revoked."""
     # Compare even when the key id is unknown, so timing does not tell which
     # half was wrong.
-    expected = agency.key_hash if agency is not None else b"\0" * 32
-    if not hmac.compare_digest(expected, _hash_secret(secret)) or agency is None:
+    expected = holder.key_hash if holder is not None else b"\0" * 32
+    if not hmac.compare_digest(expected, _hash_secret(secret)) or holder is None:
         raise Unauthorized("the API key is not valid")
-    if agency.revoked_at is not None:
+    if holder.revoked:
         raise Unauthorized("the API key has been revoked")
-    return agency
+    return holder
+
+
+def authenticate(*, session: Session, api_key: str | None) -> KeyHolder:
+    """The agency holding ``api_key``, or Unauthorized (missing, malformed, wrong, revoked)."""
+    key_id, secret = split_key(api_key)
+    return check_key(find_key_holder(session=session, key_id=key_id), secret)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import insert, select
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
-from app.models import Agency, Record, utcnow
+from app.models import Batch, Record, utcnow
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from ledger.canonical import canonical_bytes, hash_canonical
 
@@ -37,6 +37,16 @@ HTTP_STATUS: dict[Outcome, int] = {
     "invalid": 422,
     "forbidden": 403,
 }
+
+
+class RecordingAgency(Protocol):
+    """The agency a request records for: an Agency row or a cached KeyHolder."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def ruc(self) -> str: ...
 
 
 @dataclass
@@ -88,7 +98,9 @@ class _Prepared:
     hash: str
 
 
-def _row(prepared: _Prepared, agency: Agency | None, source: str, now: Any) -> dict[str, Any]:
+def _row(
+    prepared: _Prepared, agency: RecordingAgency | None, source: str, now: Any
+) -> dict[str, Any]:
     order = prepared.order
     return {
         "hash": prepared.hash,
@@ -116,7 +128,7 @@ def _chunks(items: Sequence[Any], size: int = _LOOKUP_CHUNK) -> Iterable[Sequenc
 def record_orders(
     *,
     session: Session,
-    agency: Agency | None,
+    agency: RecordingAgency | None,
     orders: Sequence[PurchaseOrder | ValidationError],
     source: str = "api",
 ) -> list[ItemResult]:
@@ -168,7 +180,7 @@ def record_orders(
 
 def _store(
     session: Session,
-    agency: Agency | None,
+    agency: RecordingAgency | None,
     source: str,
     prepared: list[_Prepared],
     results: list[ItemResult | None],
@@ -228,3 +240,19 @@ def parse_orders(items: Sequence[Any]) -> list[PurchaseOrder | ValidationError]:
         except ValidationError as exc:
             parsed.append(exc)
     return parsed
+
+
+def record_single(
+    *, session: Session, agency: RecordingAgency, order: PurchaseOrder
+) -> tuple[ItemResult, str]:
+    """Record one order; also the record's public status (pending unless it existed)."""
+    (result,) = record_orders(session=session, agency=agency, orders=[order])
+    status = "pending"
+    if result.outcome == "exists":
+        batch_status = session.scalar(
+            select(Batch.status)
+            .join(Record, Record.batch_id == Batch.id)
+            .where(Record.hash == result.hash)
+        )
+        status = batch_status if batch_status in ("anchored", "final") else "pending"
+    return result, status

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,8 +29,18 @@ def split_proof(proof: bytes | None) -> list[str]:
     return [to_hex(data[i : i + 32]) for i in range(0, len(data), 32)]
 
 
+class ProvenRecord(Protocol):
+    """The two columns a receipt needs: a Record row, or just those columns."""
+
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def proof(self) -> bytes | None: ...
+
+
 def receipt_from_rows(
-    record: Record,
+    record: ProvenRecord,
     batch: Batch | None,
     target: ChainTarget | None,
     *,
@@ -74,15 +84,15 @@ def receipt_from_rows(
 
 
 def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
+    # Only the columns a receipt needs: never the record's canonical bytes.
     row = session.execute(
-        select(Record, Batch)
+        select(Record.hash, Record.proof, Batch)
         .outerjoin(Batch, Record.batch_id == Batch.id)
         .where(Record.hash == parse_hash(record_hash))
     ).one_or_none()
     if row is None:
         raise NotFound(f"no record with hash {record_hash}")
-    record, batch = row
-    return receipt_from_rows(record, batch, session.get(ChainTarget, 1), genesis=genesis)
+    return receipt_from_rows(row, row.Batch, session.get(ChainTarget, 1), genesis=genesis)
 
 
 def get_record_bytes(*, session: Session, record_hash: str) -> bytes:

@@ -119,3 +119,21 @@ def secret_free_settings_repr(runtime: Runtime) -> bool:
     signer_key = runtime.settings.signer_key
     assert signer_key is not None
     return signer_key.get_secret_value() not in repr(runtime.settings)
+
+
+def test_revocation_takes_effect_within_the_key_cache_time(make_settings: Any) -> None:
+    import time
+
+    from app.services.agencies import revoke_agency
+
+    runtime = Runtime.create(make_settings(api_key_cache_seconds=0.2))
+    key = key_for(runtime)
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(runtime=runtime)) as client:
+        assert client.post("/v1/purchase-orders", json=order(1), headers=headers).status_code == 202
+        with runtime.session_factory() as session:
+            revoke_agency(session=session, ruc=BUYER_RUC)
+        time.sleep(0.3)
+        refused = client.post("/v1/purchase-orders", json=order(2), headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "the API key has been revoked"

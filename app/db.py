@@ -7,8 +7,12 @@ durable at commit by default.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -76,6 +80,30 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # A restarted PostgreSQL leaves dead pooled connections; recycle them.
         pool_recycle=1800,
     )
+
+
+_write_locks: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+@contextmanager
+def serialized_writes(session: Session) -> Iterator[None]:
+    """Run a write transaction alone among this process's SQLite writers.
+
+    SQLite allows one writer at a time and makes the others wait in its busy
+    handler, which sleeps in steps of up to 100 ms: under 32 concurrent
+    POSTs that gave a p99 of 1.9 s. Queuing on a Python lock instead wakes the
+    next writer the moment the previous one commits. PostgreSQL needs none.
+    """
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _write_locks_guard:
+        lock = _write_locks.setdefault(engine, threading.Lock())
+    with lock:
+        yield
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.db import serialized_writes
 from app.metrics import BATCHES_SEALED
 from app.models import SEALED, Batch, Record, utcnow
 from ledger.merkle import MerkleTree
@@ -42,7 +43,10 @@ def seal_batches(
         due = len(pending) >= max_size or now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
-        sealed.append(_seal(session, [row.id for row in pending], [row.hash for row in pending]))
+        with serialized_writes(session):
+            sealed.append(
+                _seal(session, [row.id for row in pending], [row.hash for row in pending])
+            )
     return sealed
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sha3 import keccak_256
@@ -123,44 +125,66 @@ _RECORD_COLUMNS = (
 )
 
 
+# Positions in _RECORD_COLUMNS (rows are read as plain tuples: attribute access
+# on SQLAlchemy rows cost more than the hashing, measured).
+_ID, _HASH, _CANONICAL = 0, 1, 2
+_DERIVED = slice(3, 12)
+_DERIVED_NAMES = (
+    "schema",
+    "buyer_ruc",
+    "buyer_name",
+    "order_number",
+    "supplier_ruc",
+    "supplier_name",
+    "issued_at",
+    "currency",
+    "total",
+)
+_BATCH_ID, _POSITION, _PROOF = 12, 13, 14
+
+
 def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
     """(column, from bytes, stored) for every query column that disagrees with the bytes."""
     try:
-        record = json.loads(row.canonical)
+        record = json.loads(row[_CANONICAL].decode("utf-8"))
         order = record["purchase_order"]
-        expected = {
-            "schema": record["schema"],
-            "buyer_ruc": order["buyer"]["ruc"],
-            "buyer_name": order["buyer"]["name"],
-            "order_number": order["order_number"],
-            "supplier_ruc": order["supplier"]["ruc"],
-            "supplier_name": order["supplier"]["name"],
-            "issued_at": datetime.fromisoformat(order["issued_at"]),
-            "currency": order["currency"],
-            "total": Decimal(order["total"]),
-        }
+        buyer, supplier = order["buyer"], order["supplier"]
+        expected = (
+            record["schema"],
+            buyer["ruc"],
+            buyer["name"],
+            order["order_number"],
+            supplier["ruc"],
+            supplier["name"],
+            datetime.fromisoformat(order["issued_at"]),
+            order["currency"],
+            Decimal(order["total"]),
+        )
     except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
         return [("canonical", "a purchase-order record", f"unreadable: {exc}")]
-    problems = []
-    for column, value in expected.items():
-        stored = getattr(row, column)
-        if stored != value:
-            problems.append((column, str(value), str(stored)))
-    return problems
+    stored = tuple(row[_DERIVED])
+    if stored == expected:
+        return []
+    return [
+        (name, str(value), str(found))
+        for name, value, found in zip(_DERIVED_NAMES, expected, stored, strict=True)
+        if value != found
+    ]
 
 
 def _check_record(row: Any, report: AuditReport) -> bool:
     """Hash and derived columns of one record; False if its bytes are not its hash."""
     report.records_checked += 1
-    actual = "0x" + keccak_256(row.canonical).hexdigest()
-    if not hmac.compare_digest(actual, row.hash):
+    record_hash = row[_HASH]
+    actual = "0x" + keccak_256(row[_CANONICAL]).hexdigest()
+    if not hmac.compare_digest(actual, record_hash):
         report.add(
             TAMPERED_RECORD,
             "the stored bytes do not hash to the record's hash",
-            record_id=row.id,
-            record_hash=row.hash,
-            batch_id=row.batch_id,
-            expected=row.hash,
+            record_id=row[_ID],
+            record_hash=record_hash,
+            batch_id=row[_BATCH_ID],
+            expected=record_hash,
             actual=actual,
         )
         return False
@@ -168,8 +192,8 @@ def _check_record(row: Any, report: AuditReport) -> bool:
         report.add(
             DERIVED_MISMATCH,
             f"column {column} disagrees with the record's bytes",
-            record_id=row.id,
-            record_hash=row.hash,
+            record_id=row[_ID],
+            record_hash=record_hash,
             expected=from_bytes,
             actual=stored,
         )
@@ -178,9 +202,31 @@ def _check_record(row: Any, report: AuditReport) -> bool:
 
 def _stream(session: Session, query: Any) -> Iterator[Any]:
     # stream_results: a server-side cursor on PostgreSQL, so memory stays flat.
-    yield from session.execute(
+    # Core on the session's connection: no ORM result processing per row.
+    yield from session.connection().execute(
         query.execution_options(stream_results=True, yield_per=_STREAM_CHUNK)
     )
+
+
+class _BatchedRows:
+    """The rows of a stream ordered by batch id, one batch at a time, in id order.
+
+    Holds one batch's rows in memory (the tree needs them all anyway); a
+    batch with no records left (all deleted) gets none.
+    """
+
+    def __init__(self, stream: Iterator[tuple[Any, ...]]) -> None:
+        self._groups = groupby(stream, key=itemgetter(_BATCH_ID))
+        self._current = next(self._groups, None)
+
+    def get(self, batch_id: int) -> list[tuple[Any, ...]]:
+        while self._current is not None and self._current[0] < batch_id:
+            self._current = next(self._groups, None)
+        if self._current is None or self._current[0] != batch_id:
+            return []
+        rows = list(self._current[1])
+        self._current = next(self._groups, None)
+        return rows
 
 
 # -- the audit -----------------------------------------------------------------------
@@ -232,10 +278,29 @@ class Auditor:
         with self.session_factory() as session:
             batches = self._batches_in_scope(session, scope)
             self._check_batch_ids(session, scope, events, report)
+            rows = self._batched_rows(session, scope, batches)
             for batch in batches:
-                self._check_batch(session, batch, events.get(batch.id, []), head, now, report)
+                self._check_batch(
+                    batch, rows.get(batch.id), events.get(batch.id, []), head, now, report
+                )
             self._check_pending(session, scope, now, report)
         return report
+
+    def _batched_rows(
+        self, session: Session, scope: AuditScope, batches: list[Batch]
+    ) -> _BatchedRows:
+        """Every record of the batches in scope, in one streamed query, batch by batch.
+
+        One server-side cursor for the whole ledger: a query per batch cost a
+        cursor round trip per 1,000 records.
+        """
+        query = select(*_RECORD_COLUMNS).where(Record.batch_id.is_not(None))
+        if scope.batch_id is not None:
+            query = query.where(Record.batch_id == scope.batch_id)
+        elif not scope.whole_ledger:
+            query = query.where(Record.batch_id.in_([b.id for b in batches]))
+        query = query.order_by(Record.batch_id, Record.batch_position, Record.id)
+        return _BatchedRows(tuple(row) for row in _stream(session, query))
 
     def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:
         query = select(Batch).order_by(Batch.id)
@@ -287,29 +352,23 @@ class Auditor:
 
     def _check_batch(
         self,
-        session: Session,
         batch: Batch,
+        rows: list[tuple[Any, ...]],
         events: list[AnchorEvent],
         head: int,
         now: datetime,
         report: AuditReport,
     ) -> None:
         report.batches_checked += 1
-        rows = _stream(
-            session,
-            select(*_RECORD_COLUMNS)
-            .where(Record.batch_id == batch.id)
-            .order_by(Record.batch_position, Record.id),
-        )
         hashes: list[str] = []
         proofs: list[tuple[str, bytes | None]] = []
         positions: Counter[int | None] = Counter()
         for row in rows:
             _check_record(row, report)
-            positions[row.batch_position] += 1
-            hashes.append(row.hash)
-            proofs.append((row.hash, row.proof))
-            self.progress(1)
+            positions[row[_POSITION]] += 1
+            hashes.append(row[_HASH])
+            proofs.append((row[_HASH], row[_PROOF]))
+        self.progress(len(hashes))
         membership_ok = self._check_membership(batch, positions, report)
         rebuilt = MerkleTree.of(hashes).root if hashes and len(set(hashes)) == len(hashes) else None
         if membership_ok and rebuilt != batch.root:

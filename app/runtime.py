@@ -112,6 +112,8 @@ class Runtime:
                 confirmations=settings.confirmations,
                 legacy=settings.legacy_transactions,
                 gas_price=settings.gas_price_wei,
+                # Never sleep past the batch age limit: sealing stays on time.
+                idle_interval=min(1.0, settings.batch_max_age_seconds),
             ),
         )
 

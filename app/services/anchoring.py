@@ -63,6 +63,8 @@ class WorkerConfig:
     # ... at most this many times, so a fee spike cannot drain the signer.
     max_fee_bumps: int = 5
     poll_interval: float = 0.2
+    # Between ticks that found nothing to do; still well inside the batch age.
+    idle_interval: float = 1.0
 
 
 @dataclass
@@ -438,8 +440,12 @@ class AnchorWorker:
                     log.info("this worker now leads anchoring (pid %s)", os.getpid())
                 metrics.IS_LEADER.set(1)
                 try:
-                    self.tick()
-                    backoff = self.config.poll_interval
+                    report = self.tick()
+                    busy = report.sealed or report.anchored or report.finalized or report.reset
+                    # A quiet ledger is polled less often: each tick costs the API
+                    # processes' shared CPU (measured: p99 of receipt lookups 5 -> 21 ms
+                    # with the worker in the same process polling every 0.2 s).
+                    backoff = self.config.poll_interval if busy else self.config.idle_interval
                 except AnchorConflict as exc:
                     log.error("%s", exc)
                     backoff = 30.0

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from app.db import make_engine, make_session_factory
 from app.devchain import DEV_KEY_0, HardhatNode, start_node
 from app.models import Agency
+from app.purchase_order import PURCHASE_ORDER_EXAMPLE
 from app.services.agencies import add_agency, rotate_key
 from ledger.chain import ChainClient, load_signer
 
@@ -85,19 +86,8 @@ def demo_agency_key(database_url: str) -> str:
         engine.dispose()
 
 
-DEMO_ORDER = {
-    "order_number": "OCAM-2026-1556-7-0",
-    "buyer": {"ruc": DEMO_AGENCY_RUC, "name": DEMO_AGENCY_NAME},
-    "supplier": {"ruc": "10412742694", "name": "FACUNDO SALAS TELLY CESAR"},
-    "issued_at": "2026-01-31T09:57:50-05:00",
-    "currency": "PEN",
-    "subtotal": "4912.70",
-    "tax": "884.29",
-    "total": "5796.99",
-    "framework_agreement": "ÚTILES DE ESCRITORIO, PAPELES Y CARTONES",
-    "procurement_method": "Compra ordinaria",
-    "status": "ACEPTADA",
-}
+# The DESIGN §4 example order (buyer: the demo agency), as the OpenAPI docs show it.
+DEMO_ORDER = PURCHASE_ORDER_EXAMPLE
 
 
 def curl_example(base_url: str, api_key: str) -> str:

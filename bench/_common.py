@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -27,11 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from app.cli import upgrade_database  # noqa: E402
-from app.db import normalise_url  # noqa: E402
+from tests.support.database import fresh_database as tests_fresh_database  # noqa: E402
 
 PG_BASE_URL = os.environ.get(
     "ANCLA_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -77,47 +73,11 @@ def free_port() -> int:
 # -- databases ---------------------------------------------------------------------
 
 
-def with_search_path(url: str, schema: str) -> str:
-    parsed = make_url(normalise_url(url))
-    query = dict(parsed.query)
-    query["options"] = f"-csearch_path={schema}"
-    query["application_name"] = schema
-    return parsed.set(query=query).render_as_string(hide_password=False)
-
-
 @contextmanager
 def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
-    """Yield the URL of an empty, migrated database; drop it afterwards."""
-    if backend == "sqlite":
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        path = tmp_dir / f"ancla-{secrets.token_hex(4)}.db"
-        url = f"sqlite:///{path}"
-        upgrade_database(url)
-        try:
-            yield url
-        finally:
-            for suffix in ("", "-wal", "-shm", ".anchor.lock"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    schema = f"bench_{secrets.token_hex(6)}"
-    admin = create_engine(normalise_url(PG_BASE_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = with_search_path(PG_BASE_URL, schema)
-    try:
-        upgrade_database(url)
+    """Yield the URL of an empty, migrated database (the tests' own helper); drop it after."""
+    with tests_fresh_database(backend, tmp_dir, pg_url=PG_BASE_URL) as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE pid <> pg_backend_pid() AND application_name = :schema"
-                ),
-                {"schema": schema},
-            )
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def add_bench_agency(database_url: str, ruc: str, name: str) -> str:

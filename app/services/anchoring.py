@@ -32,7 +32,7 @@ from app.db import SessionFactory
 from app.models import ANCHORED, FINAL, SEALED, SUBMITTED, Batch, ChainTarget, Record, utcnow
 from app.services.batching import seal_batches
 from app.services.leader import LeaderLock
-from ledger.chain import AnchorEvent, ChainClient, Registry
+from ledger.chain import AnchorEvent, ChainClient, Registry, SentTransaction
 from ledger.errors import BatchIdConflict, ChainError, LedgerError, TransactionFailed
 
 log = logging.getLogger("ancla.worker")
@@ -203,14 +203,7 @@ class AnchorWorker:
             report.reset.extend(self._reset_from(session, chain_next, cause="chain_behind"))
             return True
         try:
-            sent = self.registry.send_anchor(
-                self.signer,
-                batch_id=batch.id,
-                root=batch.root,
-                leaf_count=batch.size,
-                legacy=self.config.legacy,
-                gas_price=self.config.gas_price,
-            )
+            sent = self._send(batch)
         except BatchIdConflict:
             # Someone (a previous life of this worker) anchored it meanwhile.
             return True
@@ -224,6 +217,20 @@ class AnchorWorker:
         session.commit()
         _fault_point("after-submitted")
         return self._settle_submitted(session, batch, report)
+
+    def _send(
+        self, batch: Batch, *, nonce: int | None = None, fee_multiplier: float = 1.0
+    ) -> SentTransaction:
+        return self.registry.send_anchor(
+            self.signer,
+            batch_id=batch.id,
+            root=batch.root,
+            leaf_count=batch.size,
+            nonce=nonce,
+            legacy=self.config.legacy,
+            gas_price=self.config.gas_price,
+            fee_multiplier=fee_multiplier,
+        )
 
     def _settle_submitted(self, session: Session, batch: Batch, report: TickReport) -> bool:
         """Wait (bounded) for a submitted anchor; True once it is settled either way."""
@@ -287,15 +294,8 @@ class AnchorWorker:
             return False
         bumps = batch.fee_bumps + 1
         try:
-            sent = self.registry.send_anchor(
-                self.signer,
-                batch_id=batch.id,
-                root=batch.root,
-                leaf_count=batch.size,
-                nonce=batch.tx_nonce,
-                legacy=self.config.legacy,
-                gas_price=self.config.gas_price,
-                fee_multiplier=self.config.fee_bump**bumps,
+            sent = self._send(
+                batch, nonce=batch.tx_nonce, fee_multiplier=self.config.fee_bump**bumps
             )
         except BatchIdConflict:
             self._adopt(session, batch, report)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,9 +12,9 @@ from sqlalchemy import delete, select, update
 
 from app.models import Batch, Record
 from app.runtime import Runtime
-from app.services.audit import Auditor, AuditReport, AuditScope
+from app.services.audit import AuditReport, AuditScope
 from ledger.chain import ChainClient
-from tests.support.services import ancla, ingest, settings_env
+from tests.support.services import ancla, audit, ingest, settings_env
 
 pytestmark = [pytest.mark.db, pytest.mark.chain]
 
@@ -29,20 +28,6 @@ def ledger(make_settings: Any) -> Any:
     hashes += ingest(runtime.session_factory, range(30, 32))
     yield runtime, hashes
     runtime.stop()
-
-
-def audit(
-    runtime: Runtime, scope: AuditScope | None = None, *, window: float = 3600
-) -> AuditReport:
-    registry = runtime.registry()
-    assert registry is not None
-    return Auditor(
-        session_factory=runtime.session_factory,
-        client=runtime.client,
-        registry=registry,
-        confirmations=1,
-        pending_window=timedelta(seconds=window),
-    ).run(scope)
 
 
 def kinds(report: AuditReport) -> Counter[str]:

@@ -18,7 +18,7 @@ from app.services.receipts import get_receipt
 from ledger import verify_receipt
 from ledger.chain import ChainClient, Registry
 from tests.support.hardhat import wait_until
-from tests.support.services import ancla, counts, ingest, settings_env, spawn_ancla
+from tests.support.services import ancla, audit, counts, ingest, settings_env, spawn_ancla
 
 pytestmark = [pytest.mark.db, pytest.mark.chain]
 
@@ -29,20 +29,6 @@ def receipts_verify(runtime: Runtime, hashes: list[str]) -> None:
             receipt = get_receipt(session=session, record_hash=record_hash)
             assert receipt.status in ("anchored", "final"), receipt
             assert verify_receipt(receipt, rpc_url=runtime.settings.rpc_url).ok
-
-
-def audit(runtime: Runtime) -> Any:
-    from app.services.audit import Auditor
-
-    registry = runtime.registry()
-    assert registry is not None
-    return Auditor(
-        session_factory=runtime.session_factory,
-        client=runtime.client,
-        registry=registry,
-        confirmations=1,
-        pending_window=timedelta(hours=1),
-    ).run()
 
 
 def events_per_batch(registry: Registry) -> Counter[int]:

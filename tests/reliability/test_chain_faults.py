@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,25 +17,19 @@ from app.models import Batch
 from app.runtime import Runtime
 from app.services.agencies import add_agency
 from app.services.anchoring import AnchorWorker
-from app.services.audit import Auditor
 from ledger.chain import ChainClient, Registry
 from tests.support.hardhat import wait_until
 from tests.support.orders import BUYER_RUC, order
 from tests.support.proxy import FaultyProxy
-from tests.support.services import counts, ingest
+from tests.support.services import audit, counts, ingest
 
 pytestmark = [pytest.mark.reliability, pytest.mark.db, pytest.mark.chain]
 
 
 def audit_clean(runtime: Runtime, registry: Registry) -> None:
-    report = Auditor(
-        session_factory=runtime.session_factory,
-        client=ChainClient(registry.client.rpc_url),
-        registry=registry,
-        confirmations=1,
-        pending_window=timedelta(hours=1),
-    ).run()
+    report = audit(runtime)
     assert report.ok, report.to_dict()
+    assert report.anchors_checked == len(anchors_per_batch(registry))
 
 
 def anchors_per_batch(registry: Registry) -> Counter[int]:

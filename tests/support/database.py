@@ -35,14 +35,24 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 @contextmanager
-def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """Yield the URL of an empty, migrated database; drop it afterwards."""
+def fresh_database(backend: str, tmp_path: Path, *, pg_url: str | None = None) -> Iterator[str]:
+    """Yield the URL of an empty, migrated database; drop it afterwards.
+
+    PostgreSQL: a new schema in ``pg_url`` (default: ANCLA_TEST_DATABASE_URL).
+    The benchmarks use this too.
+    """
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/ancla.db"
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        path = tmp_path / f"ancla-{secrets.token_hex(4)}.db"
+        url = f"sqlite:///{path}"
         upgrade_database(url)
-        yield url
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm", ".anchor.lock"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    base = os.environ[PG_URL_ENV]
+    base = pg_url or os.environ[PG_URL_ENV]
     schema = f"t_{secrets.token_hex(6)}"
     admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -78,3 +78,20 @@ def spawn_ancla(*args: str, env: dict[str, str], log: Any) -> subprocess.Popen[b
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT
     )
+
+
+def audit(runtime: Any, scope: Any = None, *, window: float = 3600) -> Any:
+    """A full `ancla verify` audit of ``runtime``'s ledger against its chain."""
+    from datetime import timedelta
+
+    from app.services.audit import Auditor
+
+    registry = runtime.registry()
+    assert registry is not None
+    return Auditor(
+        session_factory=runtime.session_factory,
+        client=runtime.client,
+        registry=registry,
+        confirmations=1,
+        pending_window=timedelta(seconds=window),
+    ).run(scope)

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from app.cli import upgrade_database
 from app.main import create_app
@@ -21,6 +22,7 @@ from app.runtime import Runtime
 from app.services.agencies import add_agency
 from tests.support.orders import BUYER_RUC, order
 from tests.support.proxy import FaultyProxy
+from tests.support.services import audit
 
 pytestmark = [pytest.mark.reliability, pytest.mark.db, pytest.mark.chain]
 
@@ -72,6 +74,8 @@ def test_postgresql_outage_is_503_and_recovers(database_url: str, make_settings:
             assert record_count(runtime) == 2  # nothing of the failed bulk request
             again = client.post("/v1/purchase-orders/bulk", json=bulk, headers=headers)
             assert again.json()["summary"] == {"created": 50}
+        runtime.make_worker().tick(force_seal=True)
+        assert audit(runtime).ok
     finally:
         runtime.stop()
         proxy.close()
@@ -115,6 +119,12 @@ def test_sqlite_disk_full_then_freed(tiny_disk: Path, make_settings: Any) -> Non
             assert full is not None, "the disk never filled up"
             assert_503(full, "the database's disk is full")
             assert record_count(runtime) == accepted  # the failed request left nothing
+            # Sealing on the full disk fails as a whole: no batch row, no record moved.
+            with pytest.raises(OperationalError, match="disk is full"):
+                runtime.make_worker().tick(force_seal=True)
+            with runtime.session_factory() as session:
+                assert session.scalar(select(func.count()).select_from(Batch)) == 0
+                assert session.scalar(select(func.count()).where(Record.batch_id.is_not(None))) == 0
             filler.unlink()
             response = client.post("/v1/purchase-orders/bulk", json=body, headers=headers)
             assert response.status_code == 200 and response.json()["summary"] == {"created": 100}
@@ -123,6 +133,7 @@ def test_sqlite_disk_full_then_freed(tiny_disk: Path, make_settings: Any) -> Non
         with runtime.session_factory() as session:
             sizes = session.scalars(select(Batch.size)).all()
         assert sum(sizes) == accepted + 100
+        assert audit(runtime).ok
     finally:
         runtime.stop()
 
@@ -153,5 +164,7 @@ def test_sqlite_read_only_then_writable(tiny_disk: Path, make_settings: Any) -> 
                 == 202
             )
             assert record_count(runtime) == 2
+        runtime.make_worker().tick(force_seal=True)
+        assert audit(runtime).ok
     finally:
         runtime.stop()

@@ -4,6 +4,7 @@ problem+json, nothing is half-written, and the service recovers without a restar
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,50 @@ def test_sqlite_read_only_then_writable(tiny_disk: Path, make_settings: Any) -> 
             finally:
                 subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
             runtime.engine.dispose()
+            assert (
+                client.post("/v1/purchase-orders", json=order(2), headers=headers).status_code
+                == 202
+            )
+            assert record_count(runtime) == 2
+        runtime.make_worker().tick(force_seal=True)
+        assert audit(runtime).ok
+    finally:
+        runtime.stop()
+
+
+def _pg_cluster() -> list[str] | None:
+    """The pg_ctlcluster arguments of the local PostgreSQL, if this machine runs one."""
+    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
+    if not versions or shutil.which("pg_ctlcluster") is None:
+        return None
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main"]
+
+
+@pytest.mark.postgresql_only
+def test_postgresql_server_restarted_while_serving(database_url: str, make_settings: Any) -> None:
+    """The real server stopped and started again (not a proxy): 503 while it is down,
+    nothing half-written, and the same process serves again once it is back."""
+    cluster = _pg_cluster()
+    host = make_url(database_url).host
+    if cluster is None or host not in ("127.0.0.1", "localhost"):
+        pytest.skip("needs the machine's own PostgreSQL (pg_ctlcluster)")
+    runtime = Runtime.create(make_settings())
+    try:
+        headers = agency_headers(runtime)
+        with TestClient(create_app(runtime=runtime)) as client:
+            assert (
+                client.post("/v1/purchase-orders", json=order(1), headers=headers).status_code
+                == 202
+            )
+            subprocess.run([*cluster, "stop", "--mode", "fast"], check=True)
+            try:
+                bulk = {"purchase_orders": [order(i) for i in range(10, 40)]}
+                assert_503(
+                    client.post("/v1/purchase-orders/bulk", json=bulk, headers=headers),
+                    "the database is unavailable",
+                )
+            finally:
+                subprocess.run([*cluster, "start"], check=True)
             assert (
                 client.post("/v1/purchase-orders", json=order(2), headers=headers).status_code
                 == 202

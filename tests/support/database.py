@@ -54,7 +54,8 @@ def fresh_database(backend: str, tmp_path: Path, *, pg_url: str | None = None) -
         return
     base = pg_url or os.environ[PG_URL_ENV]
     schema = f"t_{secrets.token_hex(6)}"
-    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    # pre_ping: a test may restart PostgreSQL, killing the pooled admin connection.
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = with_search_path(base, schema)

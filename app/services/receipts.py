@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.models import ANCHORED, FINAL, Batch, ChainTarget, Record
 from ledger.hashing import from_hex32, to_hex
 from ledger.receipt import Receipt
@@ -15,8 +15,6 @@ from ledger.receipt import Receipt
 
 def parse_hash(text: str) -> str:
     """A record hash from a URL or body: ``0x`` + 64 lowercase hex, or a 422."""
-    from app.errors import InvalidInput
-
     try:
         from_hex32(text, what="record hash")
     except ValueError as exc:
@@ -111,7 +109,7 @@ def record_status(batch: Batch | None) -> str:
     return batch.status
 
 
-def batch_view(batch: Batch, target: ChainTarget | None = None) -> dict[str, Any]:
+def batch_view(batch: Batch) -> dict[str, Any]:
     anchor = None
     if batch.status in (ANCHORED, FINAL):
         anchor = {

@@ -346,6 +346,21 @@ def test_verify_by_hash_and_by_receipt(client: TestClient, api_key: str, runtime
         ({"receipt": {}, "hash": "0x" + "ab" * 32}, 422, "give either receipt"),
         ({"hash": "0x" + "ab" * 32, "confirmations": 0}, 422, "confirmations"),
         ({"hash": "0x" + "ab" * 32, "extra": 1}, 422, "Extra inputs are not permitted"),
+        (
+            {
+                "receipt": {
+                    "receipt_version": 1,
+                    "hash": "0x" + "ab" * 32,
+                    "status": "pending",
+                    "merkle": None,
+                    "batch": None,
+                    "anchor": None,
+                },
+                "record": {"purchase_order": {}},
+            },
+            422,
+            'a record must have a non-empty string member "schema"',
+        ),
     ],
 )
 def test_verify_rejects_bad_requests(

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -34,7 +34,7 @@ from web3.exceptions import (
     Web3Exception,
     Web3RPCError,
 )
-from web3.types import FilterParams, TxParams, TxReceipt
+from web3.types import FilterParams, RPCEndpoint, TxParams, TxReceipt
 
 from ledger.errors import (
     BatchIdConflict,
@@ -50,6 +50,7 @@ __all__ = [
     "ANCHORED_EVENT_TOPIC",
     "AnchorEvidence",
     "AnchorEvent",
+    "AnchorFacts",
     "AnchorResult",
     "ChainClient",
     "Registry",
@@ -230,6 +231,39 @@ class AnchorEvidence:
     block_timestamp: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class AnchorFacts:
+    """What the chain says now about one stored anchor (``Registry.anchor_facts``).
+
+    ``None`` means the chain has no such thing: no block at that height, no
+    receipt for that transaction, or the question was not asked.
+    """
+
+    batch_id: int
+    block_hash: str | None  # the canonical block hash at the anchor's height
+    tx_status: int | None  # the anchoring transaction's receipt status
+    root: str  # rootOf(batch_id) on the registry (0x00…00 if never anchored)
+
+
+# JSON-RPC calls per batch request: public providers commonly cap batches at 100.
+RPC_BATCH_LIMIT = 99
+
+
+def _field(answer: Any, name: str) -> str:
+    """A hex string field of a raw JSON-RPC object, or ChainUnavailable."""
+    value = answer.get(name) if isinstance(answer, dict) else None
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ChainUnavailable(f"unusable RPC answer: no {name} in {str(answer)[:200]}")
+    return value
+
+
+def _word(answer: Any, what: str) -> str:
+    """A raw eth_call result holding one 32-byte word, as 0x + 64 hex digits."""
+    if not isinstance(answer, str) or len(answer) != 66 or not answer.startswith("0x"):
+        raise ChainUnavailable(f"unusable RPC answer during {what}: {str(answer)[:200]}")
+    return answer.lower()
+
+
 def _hex(value: Any) -> str:
     """HexBytes / bytes / str -> 0x + lowercase hex."""
     if isinstance(value, bytes | bytearray):
@@ -281,6 +315,33 @@ class ChainClient:
         if self._chain_id is None:
             self._chain_id = self.call("eth_chainId", lambda: int(self.w3.eth.chain_id))
         return self._chain_id
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Raw JSON-RPC results of ``calls``, sent as batch requests of at most
+        RPC_BATCH_LIMIT calls (one at a time if the endpoint refuses batches).
+
+        Any call answered with an error raises ChainError naming it.
+        """
+        results: list[Any] = []
+        provider = cast(Any, self.w3.provider)
+        for start in range(0, len(calls), RPC_BATCH_LIMIT):
+            chunk = [(cast(RPCEndpoint, m), p) for m, p in calls[start : start + RPC_BATCH_LIMIT]]
+            what = f"a batch of {len(chunk)} calls ({chunk[0][0]}…)"
+            answers = self.call(what, partial(provider.make_batch_request, chunk))
+            if not isinstance(answers, list):
+                # The endpoint does not take batches: ask one call at a time.
+                answers = [
+                    self.call(method, partial(provider.make_request, method, params))
+                    for method, params in chunk
+                ]
+            if len(answers) != len(chunk):
+                raise ChainUnavailable(f"unusable RPC answer during {what}: {len(answers)} answers")
+            for (method, _), answer in zip(chunk, answers, strict=True):
+                if not isinstance(answer, dict) or "error" in answer or "result" not in answer:
+                    error = answer.get("error") if isinstance(answer, dict) else answer
+                    raise ChainError(f"RPC error during {method}: {error}")
+                results.append(answer["result"])
+        return results
 
     def head(self) -> int:
         return self.call("eth_blockNumber", lambda: int(self.w3.eth.block_number))
@@ -478,6 +539,39 @@ class Registry:
         return self.client.call(
             "rootOf", lambda: _hex(self.contract.functions.rootOf(batch_id).call())
         )
+
+    def anchor_facts(
+        self, anchors: Sequence[tuple[int, int | None, str | None]]
+    ) -> list[AnchorFacts]:
+        """For each (batch id, block number, tx hash): the block hash at that height,
+        the transaction's status and rootOf(batch id), asked in JSON-RPC batch requests.
+
+        A bulk audit asks this for every anchor; one HTTP round trip per ~33 anchors
+        instead of three each (the node still answers every call).
+        """
+        calls: list[tuple[str, list[Any]]] = []
+        for batch_id, block_number, tx_hash in anchors:
+            data = self.contract.encode_abi("rootOf", args=[batch_id])
+            calls.append(("eth_call", [{"to": self.address, "data": data}, "latest"]))
+            if block_number is not None:
+                calls.append(("eth_getBlockByNumber", [hex(block_number), False]))
+            if tx_hash is not None:
+                calls.append(("eth_getTransactionReceipt", [tx_hash]))
+        answers = iter(self.client.batch(calls))
+        facts = []
+        for batch_id, block_number, tx_hash in anchors:
+            root = _word(next(answers), "rootOf")
+            block = next(answers) if block_number is not None else None
+            receipt = next(answers) if tx_hash is not None else None
+            facts.append(
+                AnchorFacts(
+                    batch_id=batch_id,
+                    block_hash=None if block is None else _hex(_field(block, "hash")),
+                    tx_status=None if receipt is None else int(_field(receipt, "status"), 16),
+                    root=root,
+                )
+            )
+        return facts
 
     def verify_on_chain(self, batch_id: int, record_hash: str, proof: list[str]) -> bool:
         return self.client.call(

@@ -15,7 +15,6 @@ asks the chain per batch, never per record.
 from __future__ import annotations
 
 import hmac
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,15 +22,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from sha3 import keccak_256
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
 from app.models import SEALED, SUBMITTED, Batch, Record, utcnow
-from ledger.chain import AnchorEvent, ChainClient, Registry
+from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
 from ledger.merkle import MerkleTree, leaf_bytes, root_from_proof
 
 # Kinds of discrepancy, as reported (and documented in the README).
@@ -106,24 +106,25 @@ class AuditScope:
 
 # -- records -------------------------------------------------------------------------
 
-_RECORD_COLUMNS = (
-    Record.id,
-    Record.hash,
-    Record.canonical,
-    Record.schema,
-    Record.buyer_ruc,
-    Record.buyer_name,
-    Record.order_number,
-    Record.supplier_ruc,
-    Record.supplier_name,
-    Record.issued_at,
-    Record.currency,
-    Record.total,
-    Record.batch_id,
-    Record.batch_position,
-    Record.proof,
+# Streamed per record, with their PostgreSQL types for COPY's binary format.
+_RECORD_COLUMNS_AND_PG_TYPES = (
+    (Record.id, "int8"),
+    (Record.hash, "varchar"),
+    (Record.canonical, "bytea"),
+    (Record.schema, "varchar"),
+    (Record.buyer_ruc, "varchar"),
+    (Record.buyer_name, "varchar"),
+    (Record.order_number, "varchar"),
+    (Record.supplier_ruc, "varchar"),
+    (Record.supplier_name, "varchar"),
+    (Record.issued_at, "timestamptz"),
+    (Record.currency, "varchar"),
+    (Record.total, "numeric"),
+    (Record.batch_id, "int8"),
+    (Record.batch_position, "int4"),
 )
-
+_RECORD_COLUMNS = tuple(column for column, _ in _RECORD_COLUMNS_AND_PG_TYPES)
+_PG_TYPES = [pg_type for _, pg_type in _RECORD_COLUMNS_AND_PG_TYPES]
 
 # Positions in _RECORD_COLUMNS (rows are read as plain tuples: attribute access
 # on SQLAlchemy rows cost more than the hashing, measured).
@@ -140,13 +141,18 @@ _DERIVED_NAMES = (
     "currency",
     "total",
 )
-_BATCH_ID, _POSITION, _PROOF = 12, 13, 14
+_BATCH_ID, _POSITION = 12, 13
+
+# Anchors whose chain facts are asked in one go (JSON-RPC batch requests).
+_CHAIN_WINDOW = 32
 
 
 def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
     """(column, from bytes, stored) for every query column that disagrees with the bytes."""
     try:
-        record = json.loads(row[_CANONICAL].decode("utf-8"))
+        # orjson: a third of json.loads' time, and the bytes were strictly
+        # parsed when accepted (a tampered record fails the hash check first).
+        record = orjson.loads(row[_CANONICAL])
         order = record["purchase_order"]
         buyer, supplier = order["buyer"], order["supplier"]
         expected = (
@@ -160,7 +166,7 @@ def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
             order["currency"],
             Decimal(order["total"]),
         )
-    except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+    except (ValueError, KeyError, TypeError, InvalidOperation, orjson.JSONDecodeError) as exc:
         return [("canonical", "a purchase-order record", f"unreadable: {exc}")]
     stored = tuple(row[_DERIVED])
     if stored == expected:
@@ -208,6 +214,25 @@ def _stream(session: Session, query: Any) -> Iterator[Any]:
     )
 
 
+def _stream_records(session: Session, query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a select of _RECORD_COLUMNS as tuples, streamed.
+
+    PostgreSQL: COPY ... TO STDOUT in binary, parsed by psycopg's C code. The
+    server streams while we hash (a server-side cursor waits for each FETCH),
+    and it was twice as fast as the cursor, measured. The query's parameters
+    are integers and dates, rendered as literals (COPY takes no parameters).
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield from (tuple(row) for row in _stream(session, query))
+        return
+    sql = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    raw = cast(Any, connection.connection.driver_connection)
+    with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
+        copy.set_types(_PG_TYPES)
+        yield from copy.rows()
+
+
 class _BatchedRows:
     """The rows of a stream ordered by batch id, one batch at a time, in id order.
 
@@ -227,6 +252,11 @@ class _BatchedRows:
         rows = list(self._current[1])
         self._current = next(self._groups, None)
         return rows
+
+    def finish(self) -> None:
+        """Read the stream to its end, so its query (a COPY) is over."""
+        while self._current is not None:
+            self._current = next(self._groups, None)
 
 
 # -- the audit -----------------------------------------------------------------------
@@ -279,12 +309,42 @@ class Auditor:
             batches = self._batches_in_scope(session, scope)
             self._check_batch_ids(session, scope, events, report)
             rows = self._batched_rows(session, scope, batches)
-            for batch in batches:
-                self._check_batch(
-                    batch, rows.get(batch.id), events.get(batch.id, []), head, now, report
-                )
+            for start in range(0, len(batches), _CHAIN_WINDOW):
+                window = batches[start : start + _CHAIN_WINDOW]
+                facts = self._anchor_facts(window, events)
+                for batch in window:
+                    self._check_batch(
+                        session,
+                        batch,
+                        rows.get(batch.id),
+                        events.get(batch.id, []),
+                        facts.get(batch.id),
+                        head,
+                        now,
+                        report,
+                    )
+            rows.finish()
             self._check_pending(session, scope, now, report)
         return report
+
+    def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
+        return [e for e in events if e.contract == self.registry.address]
+
+    def _anchor_facts(
+        self, window: list[Batch], events: dict[int, list[AnchorEvent]]
+    ) -> dict[int, AnchorFacts]:
+        """The chain's word on the anchors of a window of batches, in batch requests."""
+        asks: list[tuple[int, int | None, str | None]] = []
+        for batch in window:
+            if batch.status in (SEALED, SUBMITTED):
+                continue
+            ours = self._our_events(events.get(batch.id, []))
+            if ours:
+                asks.append((batch.id, ours[0].block_number, ours[0].tx_hash))
+            else:
+                # No event: is the block the database names still there?
+                asks.append((batch.id, batch.block_number, None))
+        return {facts.batch_id: facts for facts in self.registry.anchor_facts(asks)}
 
     def _batched_rows(
         self, session: Session, scope: AuditScope, batches: list[Batch]
@@ -300,7 +360,7 @@ class Auditor:
         elif not scope.whole_ledger:
             query = query.where(Record.batch_id.in_([b.id for b in batches]))
         query = query.order_by(Record.batch_id, Record.batch_position, Record.id)
-        return _BatchedRows(tuple(row) for row in _stream(session, query))
+        return _BatchedRows(_stream_records(session, query))
 
     def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:
         query = select(Batch).order_by(Batch.id)
@@ -352,22 +412,22 @@ class Auditor:
 
     def _check_batch(
         self,
+        session: Session,
         batch: Batch,
         rows: list[tuple[Any, ...]],
         events: list[AnchorEvent],
+        facts: AnchorFacts | None,
         head: int,
         now: datetime,
         report: AuditReport,
     ) -> None:
         report.batches_checked += 1
         hashes: list[str] = []
-        proofs: list[tuple[str, bytes | None]] = []
         positions: Counter[int | None] = Counter()
         for row in rows:
             _check_record(row, report)
             positions[row[_POSITION]] += 1
             hashes.append(row[_HASH])
-            proofs.append((row[_HASH], row[_PROOF]))
         self.progress(len(hashes))
         membership_ok = self._check_membership(batch, positions, report)
         rebuilt = MerkleTree.of(hashes).root if hashes and len(set(hashes)) == len(hashes) else None
@@ -379,8 +439,8 @@ class Auditor:
                 expected=batch.root,
                 actual=rebuilt,
             )
-            self._pinpoint(batch, proofs, report)
-        self._check_anchor(batch, events, head, now, report)
+            self._pinpoint(session, batch, report)
+        self._check_anchor(batch, events, facts, head, now, report)
 
     def _check_membership(
         self, batch: Batch, positions: Counter[int | None], report: AuditReport
@@ -413,11 +473,19 @@ class Auditor:
                 )
         return ok
 
-    def _pinpoint(
-        self, batch: Batch, proofs: list[tuple[str, bytes | None]], report: AuditReport
-    ) -> None:
-        """Name the records whose stored proof no longer leads to the stored root."""
+    def _pinpoint(self, session: Session, batch: Batch, report: AuditReport) -> None:
+        """Name the records whose stored proof no longer leads to the stored root.
+
+        Proofs are read only here: a clean audit never needs them.
+        """
         root = bytes.fromhex(batch.root[2:])
+        # Another session: this one's connection may be streaming a COPY.
+        with self.session_factory() as other:
+            proofs = other.execute(
+                select(Record.hash, Record.proof)
+                .where(Record.batch_id == batch.id)
+                .order_by(Record.batch_position, Record.id)
+            ).all()
         for record_hash, proof in proofs:
             data = proof or b""
             siblings = [data[i : i + 32] for i in range(0, len(data), 32)]
@@ -434,6 +502,7 @@ class Auditor:
         self,
         batch: Batch,
         events: list[AnchorEvent],
+        facts: AnchorFacts | None,
         head: int,
         now: datetime,
         report: AuditReport,
@@ -448,10 +517,12 @@ class Auditor:
                 )
             return
         report.anchors_checked += 1
-        ours = [e for e in events if e.contract == self.registry.address]
+        if facts is None:  # every anchored batch of the window was asked about
+            raise AssertionError(f"no chain facts for batch {batch.id}")
+        ours = self._our_events(events)
         if not ours:
             stored_block = batch.block_number
-            canonical = None if stored_block is None else self.client.block_hash_at(stored_block)
+            canonical = facts.block_hash
             if stored_block is not None and canonical != batch.block_hash:
                 report.add(
                     ANCHOR_REORGED,
@@ -496,7 +567,7 @@ class Auditor:
                 actual=f"{batch.tx_hash} block {batch.block_hash} log {batch.log_index} "
                 f"leaves {batch.size}",
             )
-        canonical = self.client.block_hash_at(event.block_number)
+        canonical = facts.block_hash
         if canonical != event.block_hash:
             report.add(
                 ANCHOR_REORGED,
@@ -507,15 +578,14 @@ class Auditor:
                 actual=canonical,
             )
             return
-        receipt = self.client.receipt(event.tx_hash)
-        if receipt is None or int(receipt["status"]) != 1:
+        if facts.tx_status != 1:
             report.add(
                 ANCHOR_FAILED,
                 "the anchoring transaction did not succeed",
                 batch_id=batch.id,
                 tx_hash=event.tx_hash,
             )
-        on_chain_root = self.registry.root_of(batch.id)
+        on_chain_root = facts.root
         if on_chain_root != event.root:
             report.add(
                 ROOT_MISMATCH,

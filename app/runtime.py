@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from app.api.middleware import RateLimiter
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.services.agencies import KeyHolder
+from app.services.ingest import GroupCommitter
 from app.settings import Settings
 from ledger.chain import ChainClient, Registry, load_signer
 from ledger.errors import LedgerError
@@ -36,6 +37,7 @@ class Runtime:
     session_factory: SessionFactory
     client: ChainClient
     rate_limiter: RateLimiter
+    recorder: GroupCommitter
     _worker_thread: threading.Thread | None = None
     _genesis: str | None = None
     _keys: dict[str, tuple[float, KeyHolder]] = field(default_factory=dict)
@@ -45,10 +47,12 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            session_factory=make_session_factory(engine),
+            session_factory=session_factory,
+            recorder=GroupCommitter(session_factory),
             client=ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds),
             rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         )
@@ -126,6 +130,7 @@ class Runtime:
         self._worker_thread.start()
 
     def stop(self) -> None:
+        self.recorder.close()
         self._stop.set()
         if self._worker_thread is not None:
             self._worker_thread.join(timeout=30)

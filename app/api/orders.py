@@ -15,20 +15,26 @@ from sqlalchemy import select
 
 from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
+from app.api.strict_json import ParsedJSONRoute
 from app.errors import InvalidInput, NotFound
 from app.models import Batch, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
+from app.runtime import Runtime
 from app.services.ingest import (
     MAX_BULK_ITEMS,
     ItemResult,
+    Prepared,
+    count_outcomes,
     parse_orders,
-    record_orders,
-    record_single,
+    prepare_orders,
+    stored_status,
 )
 from app.services.receipts import record_status
 from ledger.canonical import parse_json_strict
 
-router = APIRouter(prefix="/v1/purchase-orders", tags=["purchase orders"])
+router = APIRouter(
+    prefix="/v1/purchase-orders", tags=["purchase orders"], route_class=ParsedJSONRoute
+)
 # Peru is UTC-05:00 all year (no daylight saving); dates in filters are Peru dates.
 PERU = timezone(timedelta(hours=-5), "PET")
 
@@ -75,14 +81,11 @@ async def record_one(order: PurchaseOrder, agency: AgencyDep, runtime: RuntimeDe
     200: the identical record exists; 409: this buyer + order number exists with other
     content; 403: the order's buyer is not the key's agency."""
 
-    def work() -> tuple[ItemResult, str]:
-        # All database work in one hop to the thread pool (each hop costs).
-        with runtime.session_factory() as session:
-            return record_single(session=session, agency=agency, order=order)
-
-    result, status = await run_in_threadpool(work)
-    if result.outcome in ("created", "exists"):
-        assert result.hash is not None  # noqa: S101
+    (result,) = await runtime.recorder.record(agency, [order])
+    if result.outcome in ("created", "exists") and result.hash is not None:
+        status = "pending"
+        if result.outcome == "exists":
+            status = await run_in_threadpool(_existing_status, runtime, result.hash)
         return JSONResponse(
             {
                 "hash": result.hash,
@@ -110,17 +113,22 @@ async def record_bulk(
     """Each item is judged alone: its own status (202, 200, 403, 409 or 422) and hash or
     errors, in request order. Items accepted are durable when this answers."""
 
-    def work() -> list[ItemResult]:
-        with runtime.session_factory() as session:
-            return record_orders(
-                session=session, agency=agency, orders=parse_orders(request.purchase_orders)
-            )
+    # Validating and hashing up to 10,000 orders is CPU work: off the event loop.
+    def prepare() -> tuple[list[ItemResult | None], list[Prepared]]:
+        return prepare_orders(agency, parse_orders(request.purchase_orders))
 
-    results = await run_in_threadpool(work)
+    results, prepared = await run_in_threadpool(prepare)
+    await runtime.recorder.store(prepared)
+    recorded = count_outcomes(results)
     summary: dict[str, int] = {}
-    for result in results:
+    for result in recorded:
         summary[result.outcome] = summary.get(result.outcome, 0) + 1
-    return {"summary": summary, "results": [r.to_dict() for r in results]}
+    return {"summary": summary, "results": [r.to_dict() for r in recorded]}
+
+
+def _existing_status(runtime: Runtime, record_hash: str) -> str:
+    with runtime.session_factory() as session:
+        return stored_status(session, record_hash)
 
 
 def _encode_cursor(last_id: int) -> str:

@@ -1,0 +1,165 @@
+"""Group commit: concurrent requests' orders share one transaction, each request
+answered only after the commit, one bad request never failing the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from app.db import is_sqlite, make_engine, make_session_factory
+from app.models import Record
+from app.purchase_order import PurchaseOrder
+from app.services.ingest import GroupCommitter, prepare_orders
+from tests.support.orders import order
+from tests.support.services import ensure_agency
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=4)
+    yield engine
+    engine.dispose()
+
+
+def _count_commits(engine: Engine) -> list[int]:
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    return commits
+
+
+def _orders(numbers: range) -> list[PurchaseOrder]:
+    return [PurchaseOrder.model_validate(order(i)) for i in numbers]
+
+
+def _lock_writes(engine: Engine, database_url: str) -> object:
+    """A connection holding the database's write lock until it rolls back."""
+    blocker = make_engine(database_url, pool_size=1).connect()
+    if is_sqlite(engine):
+        blocker.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        blocker.execute(text("LOCK TABLE records IN EXCLUSIVE MODE"))
+    return blocker
+
+
+def test_requests_waiting_behind_a_commit_share_the_next_one(
+    engine: Engine, database_url: str
+) -> None:
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    committer = GroupCommitter(session_factory)
+    commits = _count_commits(engine)
+    blocker = _lock_writes(engine, database_url)
+
+    async def scenario() -> list[list[str]]:
+        first = asyncio.create_task(committer.record(agency, _orders(range(1))))
+        # The recorder takes the first request alone and waits on the lock...
+        await asyncio.sleep(0.5)
+        later = [
+            asyncio.create_task(committer.record(agency, _orders(range(i, i + 1))))
+            for i in range(1, 21)
+        ]
+        await asyncio.sleep(0.2)
+        # ...nobody is answered while nothing is committed...
+        assert not first.done() and not any(task.done() for task in later)
+        blocker.rollback()  # type: ignore[attr-defined]
+        results = [await first] + [await task for task in later]
+        return [[r.outcome for r in request] for request in results]
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        blocker.close()  # type: ignore[attr-defined]
+        committer.close()
+    assert outcomes == [["created"]] * 21
+    # ...then the 20 that queued meanwhile are stored in one transaction.
+    assert len(commits) == 2
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Record)) == 21
+
+
+def test_duplicates_across_grouped_requests_are_judged_in_order(
+    engine: Engine, database_url: str
+) -> None:
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    committer = GroupCommitter(session_factory)
+    blocker = _lock_writes(engine, database_url)
+    changed = PurchaseOrder.model_validate(order(7, status="ANULADA"))
+
+    async def scenario() -> list[str]:
+        tasks = [asyncio.create_task(committer.record(agency, _orders(range(99, 100))))]
+        await asyncio.sleep(0.5)
+        tasks += [
+            asyncio.create_task(committer.record(agency, orders))
+            for orders in (_orders(range(7, 8)), _orders(range(7, 8)), [changed])
+        ]
+        await asyncio.sleep(0.2)
+        blocker.rollback()  # type: ignore[attr-defined]
+        return [(await task)[0].outcome for task in tasks]
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        blocker.close()  # type: ignore[attr-defined]
+        committer.close()
+    assert outcomes == ["created", "created", "exists", "conflict"]
+
+
+def test_a_request_that_cannot_be_stored_does_not_fail_the_others(
+    engine: Engine, database_url: str
+) -> None:
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    committer = GroupCommitter(session_factory)
+    blocker = _lock_writes(engine, database_url)
+    # A record the database refuses (NOT NULL canonical bytes): stands for any
+    # row-level error the validation could have missed.
+    _, broken = prepare_orders(agency, _orders(range(50, 51)))
+    broken[0].canonical = None  # type: ignore[assignment]
+
+    async def scenario() -> list[BaseException | list[str]]:
+        tasks = [asyncio.create_task(committer.record(agency, _orders(range(40, 41))))]
+        await asyncio.sleep(0.5)
+        tasks += [
+            asyncio.create_task(committer.record(agency, _orders(range(41, 42)))),
+            asyncio.create_task(committer.store(broken)),  # type: ignore[arg-type]
+            asyncio.create_task(committer.record(agency, _orders(range(42, 43)))),
+        ]
+        await asyncio.sleep(0.2)
+        blocker.rollback()  # type: ignore[attr-defined]
+        answers = await asyncio.gather(*tasks, return_exceptions=True)
+        return [
+            a if isinstance(a, BaseException) or a is None else [r.outcome for r in a]
+            for a in answers
+        ]
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        blocker.close()  # type: ignore[attr-defined]
+        committer.close()
+    assert answers[0] == answers[1] == answers[3] == ["created"]
+    assert isinstance(answers[2], IntegrityError)
+    with session_factory() as session:
+        numbers = set(session.scalars(select(Record.order_number)))
+    assert numbers == {order(i)["order_number"] for i in (40, 41, 42)}
+
+
+def test_close_stores_what_is_queued(engine: Engine) -> None:
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    committer = GroupCommitter(session_factory)
+
+    async def scenario() -> list[str]:
+        task = asyncio.create_task(committer.record(agency, _orders(range(3))))
+        await asyncio.sleep(0)  # queued
+        await asyncio.to_thread(committer.close)
+        return [r.outcome for r in await task]
+
+    assert asyncio.run(scenario()) == ["created"] * 3

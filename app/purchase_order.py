@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Final, Self
 from urllib.parse import urlsplit
 
@@ -76,8 +77,13 @@ def ruc_check_digit(body: str) -> str:
     return str(remainder % 10)
 
 
+@lru_cache(maxsize=65_536)
 def check_ruc(ruc: str) -> str:
-    """Return ``ruc`` if it is a well-formed RUC; raise ValueError saying why not."""
+    """Return ``ruc`` if it is a well-formed RUC; raise ValueError saying why not.
+
+    Cached: an agency's orders repeat its RUC and their suppliers' (a RUC's
+    validity never changes); failures are not cached, so they cost as before.
+    """
     if not _RUC_RE.fullmatch(ruc):
         raise ValueError("must be 11 digits")
     if ruc[:2] not in RUC_PREFIXES:

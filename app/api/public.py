@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from app.api.deps import RuntimeDep, SessionDep
+from app.api.strict_json import ParsedJSONRoute
 from app.errors import IntegrityFailure, InvalidInput, NotFound
 from app.models import Batch
 from app.services.batching import batch_tree
@@ -19,7 +20,7 @@ from ledger.errors import VerificationError
 from ledger.receipt import Receipt
 from ledger.verify import verify_receipt
 
-router = APIRouter(tags=["public"])
+router = APIRouter(tags=["public"], route_class=ParsedJSONRoute)
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 HashPath = Annotated[str, Path(description="0x + 64 lowercase hex", examples=["0x" + "ab" * 32])]
 

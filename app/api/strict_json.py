@@ -10,8 +10,11 @@ than the limit are refused while they stream in.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import PROBLEM_JSON
@@ -19,6 +22,31 @@ from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Where the middleware leaves the body it parsed, for ParsedJSONRoute.
+PARSED_BODY = "ancla.parsed_body"
+
+
+class _ParsedBodyRequest(Request):
+    async def json(self) -> Any:
+        if PARSED_BODY in self.scope:
+            return self.scope[PARSED_BODY]
+        return await super().json()
+
+
+class ParsedJSONRoute(APIRoute):
+    """A route whose JSON body is the one StrictJSONMiddleware already parsed.
+
+    FastAPI would parse it again with json.loads: for a bulk of 1,000 orders
+    that second parse was a tenth of the request's CPU.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(_ParsedBodyRequest(request.scope, request.receive))
+
+        return handle
 
 
 class StrictJSONMiddleware:
@@ -74,7 +102,7 @@ class StrictJSONMiddleware:
             return
         if body:
             try:
-                parse_json_strict(bytes(body))
+                scope[PARSED_BODY] = parse_json_strict(bytes(body))
             except CanonicalError as exc:
                 await _problem(send, scope, 400, "Malformed JSON", f"malformed JSON body: {exc}")
                 return

@@ -196,6 +196,21 @@ class MerkleTree:
             node = (node - 1) // 2
         return proof
 
+    def proof_bytes(self) -> list[bytes]:
+        """Every proof as its siblings' 32 bytes, concatenated leaf to root, aligned
+        with :attr:`hashes`: the compact form a database stores, built the way
+        :meth:`proofs` builds the hex lists (a node's path is its sibling plus
+        its parent's path; bytes concatenation is done in C).
+        """
+        tree = self._tree
+        paths: list[bytes] = [b""] * len(tree)
+        for parent in range(len(tree) // 2):
+            above = paths[parent]
+            left = 2 * parent + 1
+            paths[left] = tree[left + 1] + above
+            paths[left + 1] = tree[left] + above
+        return [paths[i] for i in self._tree_index]
+
     def proofs(self) -> list[list[str]]:
         """Every proof, aligned with :attr:`hashes`; much faster than calling proof() n times.
 

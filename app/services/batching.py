@@ -9,8 +9,9 @@ be skipped (a database sequence could skip one on rollback).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import serialized_writes
@@ -50,25 +51,44 @@ def seal_batches(
     return sealed
 
 
+# PostgreSQL: every record of a batch updated by one statement over arrays;
+# the ORM's executemany by primary key was an eighth of a bulk ingest's CPU.
+_PG_SEAL = (
+    "UPDATE records SET batch_id = %(batch_id)s, batch_position = v.position, proof = v.proof "
+    "FROM unnest(%(ids)s::int8[], %(positions)s::int4[], %(proofs)s::bytea[]) "
+    "AS v(id, position, proof) WHERE records.id = v.id"
+)
+
+
 def _seal(session: Session, record_ids: list[int], hashes: list[str]) -> Batch:
     tree = MerkleTree.of(hashes)
-    proofs = tree.proofs()
+    proofs = tree.proof_bytes()
     batch_id = (session.scalar(select(func.max(Batch.id))) or 0) + 1
     batch = Batch(id=batch_id, status=SEALED, size=len(hashes), root=tree.root)
     session.add(batch)
     session.flush()
-    session.execute(
-        update(Record),
-        [
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            _PG_SEAL,
             {
-                "id": record_id,
                 "batch_id": batch_id,
-                "batch_position": position,
-                "proof": b"".join(bytes.fromhex(node[2:]) for node in proof),
-            }
-            for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
-        ],
-    )
+                "ids": record_ids,
+                "positions": list(range(len(record_ids))),
+                "proofs": proofs,
+            },
+        )
+    else:
+        records = cast(Table, Record.__table__)
+        connection.execute(
+            update(records)
+            .where(records.c.id == bindparam("record_id"))
+            .values(batch_id=batch_id, batch_position=bindparam("position"), proof=bindparam("p")),
+            [
+                {"record_id": record_id, "position": position, "p": proof}
+                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
+            ],
+        )
     session.commit()
     BATCHES_SEALED.inc()
     return batch

@@ -19,7 +19,6 @@ from typing import Any, Literal, Protocol, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -208,6 +207,35 @@ def record_orders(
     return count_outcomes(results)
 
 
+# PostgreSQL types of the inserted columns, for the array form below.
+_PG_INSERT_TYPES = {
+    "hash": "varchar",
+    "canonical": "bytea",
+    "schema": "varchar",
+    "buyer_ruc": "varchar",
+    "buyer_name": "varchar",
+    "order_number": "varchar",
+    "supplier_ruc": "varchar",
+    "supplier_name": "varchar",
+    "issued_at": "timestamptz",
+    "currency": "varchar",
+    "total": "numeric",
+    "agency_id": "int4",
+    "source": "varchar",
+    "accepted_at": "timestamptz",
+}
+# One statement for any number of rows, a column per array parameter (psycopg
+# adapts lists in C). SQLAlchemy's multi-row VALUES form has 14 placeholders
+# per row, a text too long for psycopg's query cache, so psycopg parsed it in
+# Python on every bulk: 28% of a bulk request's CPU, measured.
+# (Built from the constant column names above: no input reaches the text.)
+_PG_INSERT = (
+    f"INSERT INTO records ({', '.join(_PG_INSERT_TYPES)}) "  # noqa: S608
+    f"SELECT * FROM unnest({', '.join(f'%({c})s::{t}[]' for c, t in _PG_INSERT_TYPES.items())}) "
+    "ON CONFLICT DO NOTHING RETURNING hash"
+)
+
+
 def _insert_new(connection: Connection, rows: list[dict[str, Any]]) -> set[str]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING hash: the hashes actually inserted.
 
@@ -218,12 +246,12 @@ def _insert_new(connection: Connection, rows: list[dict[str, Any]]) -> set[str]:
     """
     if not rows:
         return set()
+    if connection.dialect.name == "postgresql":
+        columns = {name: [row[name] for row in rows] for name in _PG_INSERT_TYPES}
+        return set(connection.exec_driver_sql(_PG_INSERT, columns).scalars())
     table = cast(Table, Record.__table__)
-    dialect = connection.dialect.name
-    statement = (
-        postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    ).on_conflict_do_nothing()
-    return set(connection.scalars(statement.returning(table.c.hash), rows))
+    statement = sqlite_insert(table).on_conflict_do_nothing().returning(table.c.hash)
+    return set(connection.scalars(statement, rows))
 
 
 def _store(session: Session, prepared: Sequence[Prepared]) -> None:

@@ -43,7 +43,10 @@ class NoBatchesEndpoint:
                     ).encode()
                 else:
                     answer = requests.post(
-                        upstream, data=body, headers={"Content-Type": "application/json"}, timeout=10
+                        upstream,
+                        data=body,
+                        headers={"Content-Type": "application/json"},
+                        timeout=10,
                     ).content
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -137,6 +140,4 @@ def test_an_endpoint_without_batches_is_asked_one_call_at_a_time(
 
 def test_a_call_answered_with_an_error_names_the_call(chain: ChainClient) -> None:
     with pytest.raises(ChainError, match="RPC error during eth_getBlockByNumber: .*"):
-        chain.batch(
-            [("eth_blockNumber", []), ("eth_getBlockByNumber", ["not a number", False])]
-        )
+        chain.batch([("eth_blockNumber", []), ("eth_getBlockByNumber", ["not a number", False])])

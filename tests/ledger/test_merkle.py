@@ -59,6 +59,9 @@ def test_known_answers_from_openzeppelin(case: dict[str, Any]) -> None:
     assert tree.root == case["root"]
     assert tree.proofs() == case["proofs"]
     assert [tree.proof(h) for h in case["hashes"]] == case["proofs"]
+    assert tree.proof_bytes() == [
+        b"".join(bytes.fromhex(node[2:]) for node in proof) for proof in case["proofs"]
+    ]
     assert tree.dump() == case["dump"]
     assert MerkleTree.load(case["dump"]).dump() == case["dump"]
 
@@ -151,8 +154,9 @@ def test_matches_naive_reference_and_every_proof_verifies(values: set[bytes]) ->
     hashes = [to_hex(v) for v in values]
     tree = MerkleTree.of(hashes)
     assert tree.root == naive_root(hashes)
-    for h, proof in zip(hashes, tree.proofs(), strict=True):
+    for h, proof, packed in zip(hashes, tree.proofs(), tree.proof_bytes(), strict=True):
         assert proof == tree.proof(h)
+        assert packed == b"".join(bytes.fromhex(node[2:]) for node in proof)
         assert tree.verify(h, proof)
     assert MerkleTree.load(tree.dump()).root == tree.root
 

@@ -146,6 +146,7 @@ _CENTS: Final = Decimal("0.01")
 # and so could not be hashed.
 _CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+_FORBIDDEN_CHARACTER_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAME_MAX: Final = 500
 _DESCRIPTION_MAX: Final = 2000
 _CODE_MAX: Final = 100  # units, classification schemes and ids
@@ -184,6 +185,9 @@ def _require_str(value: object, expected: str) -> str:
 
 
 def _check_characters(value: str) -> None:
+    # One search for the common case (nothing wrong), then which rule it broke.
+    if _FORBIDDEN_CHARACTER_RE.search(value) is None:
+        return
     for pattern, what in ((_CONTROL_RE, "control characters"), (_SURROGATE_RE, "lone surrogates")):
         found = pattern.search(value)
         if found is not None:

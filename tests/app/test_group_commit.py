@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app.db import is_sqlite, make_engine, make_session_factory
 from app.models import Record
 from app.purchase_order import PurchaseOrder
-from app.services.ingest import GroupCommitter, prepare_orders
+from app.services.ingest import GroupCommitter, prepare_orders, record_orders
 from tests.support.orders import order
 from tests.support.services import ensure_agency
 
@@ -163,3 +163,24 @@ def test_close_stores_what_is_queued(engine: Engine) -> None:
         return [r.outcome for r in await task]
 
     assert asyncio.run(scenario()) == ["created"] * 3
+
+
+def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(engine: Engine) -> None:
+    """The insert bypasses SQLAlchemy's statement machinery for speed; the bytes in
+    the database must not change (dates as SQLite text, amounts, binary)."""
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    with session_factory() as session:
+        (result,) = record_orders(session=session, agency=agency, orders=_orders(range(1)))
+    records = Record.__table__
+    with engine.begin() as connection:
+        row = connection.execute(select(records).where(records.c.hash == result.hash)).one()
+        copy = {**row._asdict(), "hash": "0x" + "ee" * 32, "order_number": "COPY-1"}
+        del copy["id"]
+        connection.execute(records.insert().values(**copy))
+    columns = [c.name for c in records.columns if c.name not in ("id", "hash", "order_number")]
+    raw = f"SELECT {', '.join(columns)} FROM records WHERE hash = :h"  # noqa: S608
+    with engine.connect() as connection:
+        ours = connection.execute(text(raw), {"h": result.hash}).one()
+        theirs = connection.execute(text(raw), {"h": "0x" + "ee" * 32}).one()
+    assert dict(zip(columns, ours, strict=True)) == dict(zip(columns, theirs, strict=True))

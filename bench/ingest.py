@@ -562,11 +562,12 @@ def profile(
 # in its stack (so the order matters: specific first, glue last).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("anchor worker thread (seal, anchor, gauges)", ("AnchorWorker.run",)),
-    ("ingest: COMMIT", ("record_orders", "do_commit")),
-    ("ingest: INSERT (ORM bulk insert)", ("record_orders", "_BulkORMInsert")),
-    ("ingest: SELECT existing hash / order number", ("_store",)),
+    ("ingest: COMMIT (group commit thread)", ("GroupCommitter._run", "do_commit")),
+    ("ingest: INSERT ... ON CONFLICT DO NOTHING", ("_insert_new",)),
+    ("ingest: lookups of what was not new", ("_lookup",)),
     ("ingest: canonical form + keccak", ("canonical_bytes",)),
-    ("ingest: other", ("record_orders",)),
+    ("ingest: other (group commit thread)", ("GroupCommitter._run",)),
+    ("ingest: other", ("prepare_orders",)),
     ("bulk: PurchaseOrder validation (parse_orders)", ("parse_orders",)),
     ("bulk: per-item results", ("record_bulk",)),
     ("route: exists/status lookup, response", ("record_one",)),

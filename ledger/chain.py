@@ -683,24 +683,51 @@ class Registry:
         )
 
     def find_anchor_events(
-        self, *, batch_id: int | None = None, from_block: int = 0, to_block: int | str = "latest"
+        self, *, batch_id: int | None = None, from_block: int = 0, to_block: int | None = None
     ) -> list[AnchorEvent]:
-        """BatchAnchored logs of this registry (optionally for one batch id)."""
+        """BatchAnchored logs of this registry (optionally for one batch id), oldest first.
+
+        ``to_block`` defaults to the current head. A provider that refuses the
+        range (public endpoints cap eth_getLogs by blocks or by results) is asked
+        again for each half, down to single blocks, so a whole-ledger audit works
+        through any endpoint; an unreachable node is not retried.
+        """
         topics: list[Any] = [to_hex(ANCHORED_EVENT_TOPIC)]
         if batch_id is not None:
             topics.append(to_hex(batch_id.to_bytes(32, "big")))
+        end = self.client.head() if to_block is None else to_block
+        try:
+            return self._logs(topics, from_block, end)
+        except ChainUnavailable:
+            raise
+        except ChainError:
+            # Refused. If even one block is refused, it is not about the range.
+            self._logs(topics, from_block, from_block)
+            return self._logs_in_halves(topics, from_block, end)
 
+    def _logs(self, topics: list[Any], start: int, end: int) -> list[AnchorEvent]:
         def fetch() -> list[AnchorEvent]:
-            query = {
-                "address": self.address,
-                "topics": topics,
-                "fromBlock": from_block,
-                "toBlock": to_block,
-            }
+            query = {"address": self.address, "topics": topics, "fromBlock": start, "toBlock": end}
             logs = self.client.w3.eth.get_logs(cast(FilterParams, query))
             return [e for log in logs if (e := self._decode_log(log)) is not None]
 
-        return self.client.call("eth_getLogs", fetch)
+        return self.client.call(f"eth_getLogs (blocks {start}-{end})", fetch)
+
+    def _logs_in_halves(self, topics: list[Any], start: int, end: int) -> list[AnchorEvent]:
+        middle = (start + end) // 2
+        found: list[AnchorEvent] = []
+        for low, high in ((start, middle), (middle + 1, end)):
+            if low > high:
+                continue
+            try:
+                found += self._logs(topics, low, high)
+            except ChainUnavailable:
+                raise
+            except ChainError:
+                if low == high:
+                    raise
+                found += self._logs_in_halves(topics, low, high)
+        return found
 
     def evidence(self, *, batch_id: int, tx_hash: str, block_number: int) -> AnchorEvidence:
         """Fetch everything needed to judge one anchor claim against this registry."""

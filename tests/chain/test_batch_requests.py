@@ -1,74 +1,27 @@
-"""JSON-RPC batch requests (what `ancla verify` asks the chain per window of anchors),
-against a real Hardhat node, and through an endpoint that refuses batches."""
+"""What `ancla verify` asks the chain in bulk, against a real Hardhat node and through
+an endpoint that behaves like a picky public provider: JSON-RPC batch requests
+(refused by some providers) and eth_getLogs over the whole chain (capped by most)."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 from eth_account.signers.local import LocalAccount
 
 from ledger.chain import RPC_BATCH_LIMIT, ChainClient, Registry
 from ledger.errors import ChainError
 from tests.support.anchoring import anchor_records, sample_record
+from tests.support.rpc_endpoint import PickyEndpoint
 
 pytestmark = pytest.mark.chain
 
 ZERO_ROOT = "0x" + "00" * 32
 
 
-class NoBatchesEndpoint:
-    """An HTTP JSON-RPC endpoint in front of the node that answers any batch with
-    one error object, as providers that do not take batches do; counts requests."""
-
-    def __init__(self, upstream: str) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                outer.requests += 1
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if json.loads(body).__class__ is list:
-                    answer = json.dumps(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": None,
-                            "error": {"code": -32600, "message": "batch requests not supported"},
-                        }
-                    ).encode()
-                else:
-                    answer = requests.post(
-                        upstream,
-                        data=body,
-                        headers={"Content-Type": "application/json"},
-                        timeout=10,
-                    ).content
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def no_batches(rpc_url: str) -> Iterator[NoBatchesEndpoint]:
-    endpoint = NoBatchesEndpoint(rpc_url)
+def no_batches(rpc_url: str) -> Iterator[PickyEndpoint]:
+    endpoint = PickyEndpoint(rpc_url, refuse_batches=True)
     yield endpoint
     endpoint.close()
 
@@ -128,7 +81,7 @@ def test_more_calls_than_one_batch_holds_are_split_and_kept_in_order(
 
 
 def test_an_endpoint_without_batches_is_asked_one_call_at_a_time(
-    registry: Registry, signer: LocalAccount, no_batches: NoBatchesEndpoint
+    registry: Registry, signer: LocalAccount, no_batches: PickyEndpoint
 ) -> None:
     anchors = _anchor_three(registry, signer)
     expected = registry.anchor_facts(anchors)
@@ -141,3 +94,33 @@ def test_an_endpoint_without_batches_is_asked_one_call_at_a_time(
 def test_a_call_answered_with_an_error_names_the_call(chain: ChainClient) -> None:
     with pytest.raises(ChainError, match="RPC error during eth_getBlockByNumber: .*"):
         chain.batch([("eth_blockNumber", []), ("eth_getBlockByNumber", ["not a number", False])])
+
+
+def test_anchor_events_are_read_through_a_provider_that_caps_log_ranges(
+    registry: Registry, signer: LocalAccount, rpc_url: str
+) -> None:
+    anchors = _anchor_three(registry, signer)
+    expected = registry.find_anchor_events()
+    assert [(e.batch_id, e.tx_hash) for e in expected] == [(b, tx) for b, _, tx in anchors]
+    capped = PickyEndpoint(rpc_url, max_log_range=4)
+    try:
+        through = ChainClient(capped.url).registry(registry.address)
+        assert through.find_anchor_events() == expected
+        assert through.find_anchor_events(batch_id=2) == [expected[1]]
+        assert capped.refused_log_ranges > 0  # it did refuse, and the halves were asked
+    finally:
+        capped.close()
+
+
+def test_logs_refused_even_for_one_block_are_an_error_at_once(
+    registry: Registry, rpc_url: str
+) -> None:
+    refusing = PickyEndpoint(rpc_url, max_log_range=0)
+    try:
+        through = ChainClient(refusing.url).registry(registry.address)
+        with pytest.raises(ChainError, match="query exceeds max block range 0"):
+            through.find_anchor_events()
+        # The head, the whole range, then one block: no walk through every block.
+        assert refusing.requests == 3
+    finally:
+        refusing.close()

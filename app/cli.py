@@ -237,8 +237,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 
 
-def upgrade_database(database_url: str) -> None:
-    """Apply every Alembic migration to ``database_url`` (idempotent)."""
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to ``revision`` to ``database_url`` (idempotent)."""
     from alembic import command
     from alembic.config import Config
 
@@ -252,7 +252,7 @@ def upgrade_database(database_url: str) -> None:
     config.set_main_option("script_location", str(root / "migrations"))
     config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
     config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 DatabaseOption = Annotated[

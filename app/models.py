@@ -57,6 +57,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class DecimalText(TypeDecorator[Decimal]):
+    """Amounts on SQLite, exactly, as decimal text ("1250.00").
+
+    SQLite has no decimal type: a NUMERIC column keeps a REAL, and an amount of
+    17 significant digits (what an order may hold) came back changed in its
+    last digits. TEXT affinity keeps the digits; PostgreSQL keeps NUMERIC.
+    """
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format(Decimal(value).quantize(_CENT), "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value).quantize(_CENT)
+
+
+_CENT = Decimal("0.01")
+Money = Numeric(20, 2).with_variant(DecimalText(), "sqlite")
+
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigIntId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -164,7 +185,7 @@ class Record(Base):
     buyer_name: Mapped[str] = mapped_column(String(500))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    total: Mapped[Decimal] = mapped_column(Money)
     prev_hash: Mapped[str | None] = mapped_column(String(66), default=None)
     # The agency whose key recorded it; None for records brought in by `ancla import`.
     agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"), default=None)

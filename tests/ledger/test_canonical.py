@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from Crypto.Hash import keccak as pycryptodome_keccak
 
@@ -155,3 +158,68 @@ def test_fast_path_edge_values(value: object) -> None:
     assert canonical_bytes(record) == rfc8785.dumps(record)
     plain = {"schema": "x", "v": value}
     assert canonical_bytes(plain) == rfc8785.dumps(plain)
+
+
+# -- the orjson fast path of parse_json_strict must decide exactly as the careful one --
+
+_json_values = st.recursive(
+    st.text()
+    | st.booleans()
+    | st.none()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, and of the same types all the way down (1 and 1.0 differ here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)  # type: ignore[attr-defined]
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))  # type: ignore[arg-type]
+    return a == b
+
+
+@settings(max_examples=500, deadline=None)
+@given(_json_values, st.booleans())
+def test_strict_parse_of_bytes_equals_the_careful_parse(value: object, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    try:
+        careful = parse_json_strict(text)  # text: the careful path only
+    except CanonicalError as exc:  # e.g. lone surrogates made by the strategy
+        with pytest.raises(CanonicalError, match=re.escape(str(exc))):
+            parse_json_strict(text.encode("utf-8", "surrogatepass"))
+        return
+    assert _same(parse_json_strict(text.encode("utf-8", "surrogatepass")), careful)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1,"a":1}',
+        b'{"x":{"k":"v","k":"v"}}',
+        b'[{"a:b":"c\\":d","a:b":"c\\":d"}]',
+        b'{"s":"\\\\","s":"\\\\"}',
+        b'{"": 1, "": 1}',
+    ],
+)
+def test_duplicate_keys_are_refused_wherever_they_hide(data: bytes) -> None:
+    with pytest.raises(CanonicalError, match="duplicate key"):
+        parse_json_strict(data)
+
+
+def test_colons_and_quotes_inside_strings_are_not_members() -> None:
+    data = b'{"a:b":"c\\":d","e":["f:",{"g":"\\\\:"}],"h\\"":":"}'
+    assert parse_json_strict(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("depth", [65, 200, 1024, 1025, 5000])
+def test_nesting_past_the_limit_is_refused_at_every_depth(depth: int) -> None:
+    with pytest.raises(CanonicalError, match="nested deeper than 64 levels"):
+        parse_json_strict(b"[" * depth + b"]" * depth)

@@ -241,6 +241,7 @@ class _BatchedRows:
     """
 
     def __init__(self, stream: Iterator[tuple[Any, ...]]) -> None:
+        self._stream = stream
         self._groups = groupby(stream, key=itemgetter(_BATCH_ID))
         self._current = next(self._groups, None)
 
@@ -257,6 +258,13 @@ class _BatchedRows:
         """Read the stream to its end, so its query (a COPY) is over."""
         while self._current is not None:
             self._current = next(self._groups, None)
+
+    def close(self) -> None:
+        """End the stream's query now. A COPY left open holds the connection: the
+        session's rollback after an error (the chain gone mid-audit) then hung."""
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
 
 
 # -- the audit -----------------------------------------------------------------------
@@ -309,21 +317,24 @@ class Auditor:
             batches = self._batches_in_scope(session, scope)
             self._check_batch_ids(session, scope, events, report)
             rows = self._batched_rows(session, scope, batches)
-            for start in range(0, len(batches), _CHAIN_WINDOW):
-                window = batches[start : start + _CHAIN_WINDOW]
-                facts = self._anchor_facts(window, events)
-                for batch in window:
-                    self._check_batch(
-                        session,
-                        batch,
-                        rows.get(batch.id),
-                        events.get(batch.id, []),
-                        facts.get(batch.id),
-                        head,
-                        now,
-                        report,
-                    )
-            rows.finish()
+            try:
+                for start in range(0, len(batches), _CHAIN_WINDOW):
+                    window = batches[start : start + _CHAIN_WINDOW]
+                    facts = self._anchor_facts(window, events)
+                    for batch in window:
+                        self._check_batch(
+                            session,
+                            batch,
+                            rows.get(batch.id),
+                            events.get(batch.id, []),
+                            facts.get(batch.id),
+                            head,
+                            now,
+                            report,
+                        )
+                rows.finish()
+            finally:
+                rows.close()
             self._check_pending(session, scope, now, report)
         return report
 

@@ -3,8 +3,10 @@ and underpriced transactions. After each, `ancla verify` finds nothing lost or d
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -17,7 +19,9 @@ from app.models import Batch
 from app.runtime import Runtime
 from app.services.agencies import add_agency
 from app.services.anchoring import AnchorWorker
+from app.services.audit import Auditor
 from ledger.chain import ChainClient, Registry
+from ledger.errors import ChainUnavailable
 from tests.support.hardhat import wait_until
 from tests.support.orders import BUYER_RUC, order
 from tests.support.proxy import FaultyProxy
@@ -196,3 +200,45 @@ def test_fee_bumps_are_bounded(runtime: Runtime, manual_mining: Any, chain: Chai
     )
     # Leave the chain clean for the next tests: drop what is pending.
     manual_mining.make_request("hardhat_dropTransaction", [stuck.tx_hash])
+
+
+def test_chain_gone_mid_audit_is_an_error_not_a_hang(
+    make_settings: Any, proxy: FaultyProxy, registry: Registry
+) -> None:
+    """The audit streams records (a COPY on PostgreSQL) while it asks the chain per
+    window of 32 anchors; the node going away between two windows must end the
+    audit with ChainUnavailable, and leave the database usable."""
+    runtime = Runtime.create(make_settings(rpc_url=proxy.url, batch_max_size=1))
+    try:
+        ingest(runtime.session_factory, range(40))
+        worker = runtime.make_worker()
+        while counts(runtime.session_factory).get("final", 0) < 40:
+            worker.tick(force_seal=True)
+        auditor = Auditor(
+            session_factory=runtime.session_factory,
+            client=ChainClient(proxy.url, timeout=2),
+            registry=ChainClient(proxy.url, timeout=2).registry(registry.address),
+            confirmations=1,
+            pending_window=timedelta(hours=1),
+            # After the first batch's records, before the second window's questions.
+            progress=lambda n: proxy.set_mode("down"),
+        )
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                auditor.run()
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test below
+                outcome.append(exc)
+
+        # A daemon thread: the bug was a hang, which must fail the test, not stall it.
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the audit hung after the chain went away"
+        assert len(outcome) == 1 and isinstance(outcome[0], ChainUnavailable), outcome
+        assert counts(runtime.session_factory)["final"] == 40
+    finally:
+        proxy.set_mode("up")
+        runtime.stop()

@@ -10,7 +10,6 @@ implementation.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any
@@ -117,32 +116,47 @@ def _reject_constant(name: str) -> Any:
 # RecursionError) on deeply nested input, so depth is bounded before parsing.
 # Real records nest about 4 levels; 64 leaves room for any honest extension.
 MAX_JSON_DEPTH = 64
-# "Unrolled loop" form: three times faster than an alternation per character.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+# The depth check works on a skeleton of the text: escaped backslashes and
+# escaped quotes removed, then every byte but quotes and brackets, then pairs
+# of adjacent quotes (an empty string, or the end of one string and the start
+# of the next: neither holds structure). What is left is the structural
+# brackets, plus quotes only around strings that contain brackets. All of it
+# runs in C over bytes; a regex over every string of a 1,000-order bulk took
+# 5 ms, a twentieth of the request.
+_SKELETON_DELETE = bytes(b for b in range(256) if b not in b'"[]{}')
+_BRACKET_DEPTH = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-def _too_deep(text: str) -> bool:
+def _too_deep(data: bytes) -> bool:
     # Cheap bound first: a text with few brackets cannot nest deeply.
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
+    if b"\\" in data:
+        # Escaped backslashes first, paired from the left as JSON reads a run
+        # of them (what is left of a run escapes the next character), then
+        # escaped quotes.
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = data.translate(None, _SKELETON_DELETE).replace(b'""', b"")
+    if b'"' in skeleton:
+        # Strings holding brackets remain: keep what is outside the quotes.
+        skeleton = b"".join(skeleton.split(b'"')[::2])
+    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, skeleton)), default=0) > MAX_JSON_DEPTH
 
 
 def parse_json_strict(data: bytes | str) -> Any:
     """Parse JSON text strictly: UTF-8 only, no duplicate keys, no NaN/Infinity."""
     if isinstance(data, bytes | bytearray):
+        raw = bytes(data)
         try:
-            text = bytes(data).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CanonicalError(f"not valid UTF-8 at byte {exc.start}") from exc
     else:
         text = data
+        raw = text.encode("utf-8", "surrogatepass")
     if text.startswith("\ufeff"):
         raise CanonicalError("a byte-order mark is not allowed before JSON text")
-    if _too_deep(text):
+    if _too_deep(raw):
         raise CanonicalError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 from Crypto.Hash import keccak as pycryptodome_keccak
@@ -223,3 +224,34 @@ def test_colons_and_quotes_inside_strings_are_not_members() -> None:
 def test_nesting_past_the_limit_is_refused_at_every_depth(depth: int) -> None:
     with pytest.raises(CanonicalError, match="nested deeper than 64 levels"):
         parse_json_strict(b"[" * depth + b"]" * depth)
+
+
+_tricky_text = st.text(alphabet='[]{}"\\/ ab\u00e9\n', max_size=12)
+
+
+@st.composite
+def _nested(draw: st.DrawFn) -> tuple[Any, int]:
+    """A JSON value nested exactly ``depth`` levels, strings full of brackets and escapes."""
+    depth = draw(st.integers(min_value=0, max_value=80))
+    value: Any = draw(_tricky_text)
+    for _ in range(depth):
+        siblings = draw(st.lists(_tricky_text, max_size=2))
+        if draw(st.booleans()):
+            value = [*siblings, value]
+        else:
+            value = {**{f"{s}:{i}": s for i, s in enumerate(siblings)}, draw(_tricky_text): value}
+    return value, depth
+
+
+@settings(max_examples=300, deadline=None)
+@given(_nested(), st.booleans())
+def test_depth_check_counts_structure_not_string_content(
+    nested: tuple[Any, int], ascii_only: bool
+) -> None:
+    value, depth = nested
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    if depth > 64:
+        with pytest.raises(CanonicalError, match="nested deeper than 64 levels"):
+            parse_json_strict(text.encode())
+    else:
+        assert parse_json_strict(text.encode()) == value

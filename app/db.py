@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
@@ -104,6 +106,32 @@ def serialized_writes(session: Session) -> Iterator[None]:
         lock = _write_locks.setdefault(engine, threading.Lock())
     with lock:
         yield
+
+
+@contextmanager
+def postgresql_cursor(connection: Connection) -> Iterator[psycopg.Cursor[Any]]:
+    """A psycopg cursor in ``connection``'s transaction, for what SQLAlchemy
+    cannot express (COPY ... FROM STDIN).
+
+    Driver errors come out as SQLAlchemy's own (IntegrityError,
+    OperationalError, ...), exactly as from ``connection.execute``, and a lost
+    connection is invalidated: callers that tell "the database is down" from
+    "these rows are refused" by exception class see no difference.
+    """
+    raw = connection.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"not a psycopg connection: {type(raw).__name__}")
+    try:
+        with raw.cursor() as cursor:
+            yield cursor
+    except psycopg.Error as exc:
+        dbapi_connection = connection.connection.dbapi_connection
+        lost = connection.dialect.is_disconnect(exc, dbapi_connection, None)  # type: ignore[arg-type]
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, psycopg.Error, connection_invalidated=lost, dialect=connection.dialect
+        ) from exc
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import serialized_writes
+from app.db import postgresql_cursor, serialized_writes
 from app.metrics import BATCHES_SEALED
 from app.models import SEALED, Batch, Record, utcnow
 from ledger.merkle import MerkleTree
@@ -31,32 +31,45 @@ def seal_batches(
     """Seal every batch that is due; ``force`` seals what is pending now, whatever its age."""
     sealed: list[Batch] = []
     now = now or utcnow()
+    records = cast(Table, Record.__table__)
+    pending_ids = select(records.c.id, records.c.hash).where(records.c.batch_id.is_(None))
     while True:
-        pending = session.execute(
-            select(Record.id, Record.hash, Record.accepted_at)
-            .where(Record.batch_id.is_(None))
-            .order_by(Record.id)
-            .limit(max_size)
-        ).all()
+        # Plain Core rows of two columns: the ORM rows with a converted
+        # accepted_at for each of 1,000 records were a twentieth of a bulk
+        # ingest's CPU, and the age matters only for a batch not yet full.
+        pending = session.execute(pending_ids.order_by(records.c.id).limit(max_size)).all()
         if not pending:
             break
-        oldest = min(row.accepted_at for row in pending)
-        due = len(pending) >= max_size or now - oldest >= timedelta(seconds=max_age_seconds)
+        due = len(pending) >= max_size
+        if not due:
+            oldest = session.scalar(
+                select(func.min(records.c.accepted_at)).where(records.c.batch_id.is_(None))
+            )
+            due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
         with serialized_writes(session):
-            sealed.append(
-                _seal(session, [row.id for row in pending], [row.hash for row in pending])
-            )
+            ids, hashes = [row.id for row in pending], [row.hash for row in pending]
+            sealed.append(_seal(session, ids, hashes))
     return sealed
 
 
-# PostgreSQL: every record of a batch updated by one statement over arrays;
-# the ORM's executemany by primary key was an eighth of a bulk ingest's CPU.
+# PostgreSQL: the batch's (id, position, proof) rows are streamed into a
+# session-local staging table with binary COPY, then every record of the batch
+# is updated by one statement. The ORM's executemany by primary key was an
+# eighth of a bulk ingest's CPU; array parameters (unnest) cost psycopg a
+# Python loop per element, measured at 4.5%. (Constant texts: no input.)
+_PG_CREATE_SEAL_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS batch_positions_incoming "
+    "(id int8, position int4, proof bytea) ON COMMIT DELETE ROWS"
+)
+_PG_SEAL_COPY = (
+    "COPY pg_temp.batch_positions_incoming (id, position, proof) FROM STDIN (FORMAT BINARY)"
+)
 _PG_SEAL = (
-    "UPDATE records SET batch_id = %(batch_id)s, batch_position = v.position, proof = v.proof "
-    "FROM unnest(%(ids)s::int8[], %(positions)s::int4[], %(proofs)s::bytea[]) "
-    "AS v(id, position, proof) WHERE records.id = v.id"
+    "WITH staged AS (DELETE FROM pg_temp.batch_positions_incoming RETURNING id, position, proof) "
+    "UPDATE records SET batch_id = %(batch_id)s, batch_position = staged.position, "
+    "proof = staged.proof FROM staged WHERE records.id = staged.id"
 )
 
 
@@ -69,15 +82,13 @@ def _seal(session: Session, record_ids: list[int], hashes: list[str]) -> Batch:
     session.flush()
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            _PG_SEAL,
-            {
-                "batch_id": batch_id,
-                "ids": record_ids,
-                "positions": list(range(len(record_ids))),
-                "proofs": proofs,
-            },
-        )
+        with postgresql_cursor(connection) as cursor:
+            cursor.execute(_PG_CREATE_SEAL_STAGE)
+            with cursor.copy(_PG_SEAL_COPY) as copy:
+                copy.set_types(["int8", "int4", "bytea"])
+                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True)):
+                    copy.write_row((record_id, position, proof))
+            cursor.execute(_PG_SEAL, {"batch_id": batch_id})
     else:
         records = cast(Table, Record.__table__)
         connection.execute(

@@ -749,7 +749,7 @@ def dev(
     import uvicorn
 
     from app import dev as devmod
-    from app.main import create_app
+    from app.main import create_app, tune_gc_for_serving
 
     var.mkdir(parents=True, exist_ok=True)
     database_url = os.environ.get("ANCLA_DATABASE_URL") or f"sqlite:///{var.resolve()}/ancla.db"
@@ -783,8 +783,10 @@ def dev(
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; turning
         # them into SystemExit lets the `finally` below stop the Hardhat node.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        dev_app = create_app(settings, worker=True)
+        tune_gc_for_serving()
         uvicorn.run(
-            create_app(settings, worker=True),
+            dev_app,
             host=host,
             port=port,
             log_level="info",

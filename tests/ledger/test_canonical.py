@@ -111,7 +111,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert parse_json_strict("[" * 64 + "]" * 64) is not None
 
 
-# -- the json.dumps fast path must be RFC 8785 exactly -------------------------------------
+# -- the orjson fast path must be RFC 8785 exactly ---------------------------------------
 
 import rfc8785  # noqa: E402
 from hypothesis import given, settings  # noqa: E402

@@ -290,11 +290,21 @@ def _insert_new_sqlite(connection: Connection, rows: list[tuple[Any, ...]]) -> s
     ]
     row_marks = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
     inserted: set[str] = set()
+    # The last value each column processed: every row of a group shares one
+    # accepted_at object, processed once instead of once per row.
+    last: list[tuple[Any, Any]] = [(None, None)] * len(processors)
     for chunk in _chunks(rows, _SQLITE_INSERT_ROWS):
         values: list[Any] = []
         for row in chunk:
-            for value, process in zip(row, processors, strict=True):
-                values.append(value if process is None or value is None else process(value))
+            for column, (value, process) in enumerate(zip(row, processors, strict=True)):
+                if process is None or value is None:
+                    values.append(value)
+                elif value is last[column][0]:
+                    values.append(last[column][1])
+                else:
+                    processed = process(value)
+                    last[column] = (value, processed)
+                    values.append(processed)
         sql = (
             f"INSERT INTO records ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
             f"VALUES {', '.join([row_marks] * len(chunk))} "

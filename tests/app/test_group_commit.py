@@ -4,12 +4,16 @@ answered only after the commit, one bad request never failing the others."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from app.cli import upgrade_database
 from app.db import is_sqlite, make_engine, make_session_factory
 from app.models import Record
 from app.purchase_order import PurchaseOrder
@@ -184,3 +188,33 @@ def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(engine: Engine) 
         ours = connection.execute(text(raw), {"h": result.hash}).one()
         theirs = connection.execute(text(raw), {"h": "0x" + "ee" * 32}).one()
     assert dict(zip(columns, ours, strict=True)) == dict(zip(columns, theirs, strict=True))
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path: Path) -> None:
+    """Writers of several processes (``ancla serve --workers 2``) wait on an
+    flock beside the database, which wakes the next one at once, instead of
+    sleeping in SQLite's busy handler. Another open file description of the
+    lock file stands for the other process: flock locks conflict between them."""
+    url = f"sqlite:///{tmp_path / 'ancla.db'}"
+    upgrade_database(url)
+    engine = make_engine(url, pool_size=2)
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    stored = threading.Event()
+
+    def store() -> None:
+        with session_factory() as session:
+            record_orders(session=session, agency=agency, orders=_orders(range(1)))
+        stored.set()
+
+    with open(tmp_path / "ancla.db-writer.lock", "ab") as other_process:
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        writer = threading.Thread(target=store)
+        writer.start()
+        assert not stored.wait(0.5), "the write went ahead while another process held the lock"
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        assert stored.wait(30)
+    writer.join()
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Record)) == 1
+    engine.dispose()

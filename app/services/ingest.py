@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -184,11 +185,13 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
 def count_outcomes(results: Iterable[ItemResult | None]) -> list[ItemResult]:
     """The finished results of a request, counted in the metrics."""
     final = [r for r in results if r is not None]
-    for result in final:
-        if result.outcome == "created":
-            RECORDS_ACCEPTED.inc()
-        elif result.outcome != "exists":
-            RECORDS_REJECTED.labels(reason=result.outcome).inc()
+    # Counted per outcome, then added: a counter's lock once, not once per item.
+    counts = Counter(result.outcome for result in final)
+    for outcome, count in counts.items():
+        if outcome == "created":
+            RECORDS_ACCEPTED.inc(count)
+        elif outcome != "exists":
+            RECORDS_REJECTED.labels(reason=outcome).inc(count)
     return final
 
 

@@ -182,6 +182,17 @@ def test_oversized_body_is_413_and_records_nothing(
 # -- bulk ----------------------------------------------------------------------------
 
 
+def _outcome_counters() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    counters = {"accepted": REGISTRY.get_sample_value("ancla_records_accepted_total") or 0.0}
+    for reason in ("invalid", "forbidden", "conflict"):
+        counters[reason] = (
+            REGISTRY.get_sample_value("ancla_records_rejected_total", {"reason": reason}) or 0.0
+        )
+    return counters
+
+
 def test_bulk_reports_each_item(client: TestClient, api_key: str) -> None:
     client.post("/v1/purchase-orders", json=order(10), headers=auth(api_key))
     items = [
@@ -194,10 +205,19 @@ def test_bulk_reports_each_item(client: TestClient, api_key: str) -> None:
         order(14, status="ANULADA"),
         order(14),  # conflicts with an earlier item of this request
     ]
+    before = _outcome_counters()
     response = client.post(
         "/v1/purchase-orders/bulk", json={"purchase_orders": items}, headers=auth(api_key)
     )
     assert response.status_code == 200, response.text
+    # /metrics counts each item's outcome ("exists" is neither accepted nor refused).
+    after = _outcome_counters()
+    assert {k: after[k] - before[k] for k in after} == {
+        "accepted": 2,
+        "invalid": 1,
+        "forbidden": 1,
+        "conflict": 2,
+    }
     results = response.json()["results"]
     assert [r["status"] for r in results] == [200, 202, 422, 403, 409, 200, 202, 409]
     assert [r["index"] for r in results] == list(range(8))

@@ -48,9 +48,12 @@ def seal_batches(
             due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
+        # The tree and its proofs are built before queueing for the write lock
+        # (SQLite: one writer at a time across processes).
+        tree = MerkleTree.of([row.hash for row in pending])
+        proofs = tree.proof_bytes()
         with serialized_writes(session):
-            ids, hashes = [row.id for row in pending], [row.hash for row in pending]
-            sealed.append(_seal(session, ids, hashes))
+            sealed.append(_seal(session, [row.id for row in pending], tree.root, proofs))
     return sealed
 
 
@@ -76,11 +79,9 @@ _PG_SEAL = (
 _SQLITE_SEAL = "UPDATE records SET batch_id = ?, batch_position = ?, proof = ? WHERE id = ?"
 
 
-def _seal(session: Session, record_ids: list[int], hashes: list[str]) -> Batch:
-    tree = MerkleTree.of(hashes)
-    proofs = tree.proof_bytes()
+def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes]) -> Batch:
     batch_id = (session.scalar(select(func.max(Batch.id))) or 0) + 1
-    batch = Batch(id=batch_id, status=SEALED, size=len(hashes), root=tree.root)
+    batch = Batch(id=batch_id, status=SEALED, size=len(record_ids), root=root)
     session.add(batch)
     session.flush()
     connection = session.connection()

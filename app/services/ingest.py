@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -178,8 +179,28 @@ def prepare_orders(
 def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
     """Store prepared orders (of one request or of several) in one transaction,
     committed on return; each outcome is written to its request's results."""
+    # Everything that needs no database is done before queueing for the write
+    # lock (SQLite: one writer at a time across processes), so that the
+    # critical section is the statements and the commit alone.
+    candidates = _first_of_each(prepared)
+    now = utcnow()
+    rows = [_row(item, now) for item in candidates]
+    dialect = session.get_bind().dialect
+    sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
     with serialized_writes(session):
-        _store(session, prepared)
+        # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
+        # here but per-statement overhead (measured under load: a third of the CPU).
+        connection = session.connection()
+        if dialect.name == "postgresql":
+            created = _insert_new_postgresql(connection, rows)
+        else:
+            created = set()
+            for sql, values in sqlite_inserts:
+                created.update(connection.exec_driver_sql(sql, values).scalars())
+        rest = [item for item in prepared if item.hash not in created]
+        existing, taken = _lookup(connection, rest)
+        session.commit()
+    _judge(prepared, candidates, created, existing, taken)
 
 
 def count_outcomes(results: Iterable[ItemResult | None]) -> list[ItemResult]:
@@ -251,7 +272,7 @@ _PG_INSERT = (
 )
 
 
-def _insert_new(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING hash: the hashes actually inserted.
 
     ``rows`` hold the values of ``_INSERT_COLUMNS`` in order. The unique
@@ -262,12 +283,6 @@ def _insert_new(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]
     """
     if not rows:
         return set()
-    if connection.dialect.name == "postgresql":
-        return _insert_new_postgresql(connection, rows)
-    return _insert_new_sqlite(connection, rows)
-
-
-def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     with postgresql_cursor(connection) as cursor:
         cursor.execute(_PG_CREATE_STAGE)
         with cursor.copy(_PG_COPY) as copy:
@@ -284,15 +299,18 @@ def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) 
 _SQLITE_INSERT_ROWS = 500  # x 14 columns: far under SQLite's 32,766 variables
 
 
-def _insert_new_sqlite(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+def _sqlite_inserts(
+    dialect: Dialect, rows: list[tuple[Any, ...]]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that insert ``rows`` on SQLite, as PostgreSQL's insert
+    does (ON CONFLICT DO NOTHING RETURNING hash), with their parameters."""
     table = cast(Table, Record.__table__)
-    dialect = connection.dialect
     # dialect_impl: the SQLite forms (DATETIME as text, ...), as SQLAlchemy writes them.
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _INSERT_COLUMNS
     ]
     row_marks = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
-    inserted: set[str] = set()
+    statements: list[tuple[str, tuple[Any, ...]]] = []
     # The last value each column processed: every row of a group shares one
     # accepted_at object, processed once instead of once per row.
     last: list[tuple[Any, Any]] = [(None, None)] * len(processors)
@@ -313,16 +331,13 @@ def _insert_new_sqlite(connection: Connection, rows: list[tuple[Any, ...]]) -> s
             f"VALUES {', '.join([row_marks] * len(chunk))} "
             "ON CONFLICT DO NOTHING RETURNING hash"
         )
-        inserted.update(connection.exec_driver_sql(sql, tuple(values)).scalars())
-    return inserted
+        statements.append((sql, tuple(values)))
+    return statements
 
 
-def _store(session: Session, prepared: Sequence[Prepared]) -> None:
-    # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
-    # here but per-statement overhead (measured under load: a third of the CPU).
-    connection = session.connection()
-    # The first item of each hash and of each buyer + order number is inserted;
-    # later ones are judged against whatever the database then holds.
+def _first_of_each(prepared: Sequence[Prepared]) -> list[Prepared]:
+    """The items to insert: the first of each hash and of each buyer + order
+    number; later ones are judged against whatever the database then holds."""
     seen_hashes: set[str] = set()
     seen_keys: set[tuple[str, str]] = set()
     candidates: list[Prepared] = []
@@ -332,10 +347,17 @@ def _store(session: Session, prepared: Sequence[Prepared]) -> None:
             candidates.append(item)
         seen_hashes.add(item.hash)
         seen_keys.add(key)
-    now = utcnow()
-    created = _insert_new(connection, [_row(item, now) for item in candidates])
-    rest = [item for item in prepared if item.hash not in created]
-    existing, taken = _lookup(connection, rest)
+    return candidates
+
+
+def _judge(
+    prepared: Sequence[Prepared],
+    candidates: Sequence[Prepared],
+    created: set[str],
+    existing: set[str],
+    taken: dict[tuple[str, str], str],
+) -> None:
+    """Write each item's outcome into its request's results."""
     inserted = {id(item) for item in candidates if item.hash in created}
     for item in prepared:
         number = item.order.order_number
@@ -356,7 +378,6 @@ def _store(session: Session, prepared: Sequence[Prepared]) -> None:
             )
         else:  # pragma: no cover - only a concurrent delete could get here
             raise RuntimeError(f"order {number} was neither inserted nor found")
-    session.commit()
 
 
 def _lookup(

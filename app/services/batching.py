@@ -69,10 +69,15 @@ _PG_CREATE_SEAL_STAGE = (
 _PG_SEAL_COPY = (
     "COPY pg_temp.batch_positions_incoming (id, position, proof) FROM STDIN (FORMAT BINARY)"
 )
+# The ids are also given as an array: the staging table is never analysed,
+# so the planner guessed thousands of rows and joined them against a
+# sequential scan of all records, a cost that grew with the ledger on every
+# seal; `id = ANY(...)` makes it fetch the batch's rows by primary key.
 _PG_SEAL = (
     "WITH staged AS (DELETE FROM pg_temp.batch_positions_incoming RETURNING id, position, proof) "
     "UPDATE records SET batch_id = %(batch_id)s, batch_position = staged.position, "
-    "proof = staged.proof FROM staged WHERE records.id = staged.id"
+    "proof = staged.proof FROM staged "
+    "WHERE records.id = staged.id AND records.id = ANY(%(ids)s::int8[])"
 )
 
 
@@ -92,7 +97,7 @@ def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes
                 copy.set_types(["int8", "int4", "bytea"])
                 for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True)):
                     copy.write_row((record_id, position, proof))
-            cursor.execute(_PG_SEAL, {"batch_id": batch_id})
+            cursor.execute(_PG_SEAL, {"batch_id": batch_id, "ids": record_ids})
     else:
         # The DB-API's executemany with plain tuples: through SQLAlchemy's
         # per-row parameter processing it took longer than SQLite's own work.

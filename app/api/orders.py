@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
@@ -175,6 +176,8 @@ def list_orders(
 ) -> dict[str, Any]:
     query = (
         select(Record, Batch)
+        # A page shows the query columns only: not the records' bytes or proofs.
+        .options(defer(Record.canonical), defer(Record.proof))
         .outerjoin(Batch, Record.batch_id == Batch.id)
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import event
 
 from app.runtime import Runtime
 from app.services.agencies import add_agency, revoke_agency
@@ -279,6 +280,27 @@ def test_list_filters_and_cursor(client: TestClient, api_key: str) -> None:
     assert (
         client.get("/v1/purchase-orders", params={"issued_from": "2026-02-01"}).json()["items"]
         == []
+    )
+
+
+def test_list_reads_query_columns_not_records_bytes(
+    client: TestClient, api_key: str, runtime: Runtime
+) -> None:
+    client.post("/v1/purchase-orders", json=order(80), headers=auth(api_key))
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    try:
+        items = client.get("/v1/purchase-orders").json()["items"]
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", seen)
+    assert [i["order_number"] for i in items] == [order(80)["order_number"]]
+    listing = [s for s in statements if "FROM records" in s]
+    assert listing and all(
+        "records.canonical" not in s and "records.proof" not in s for s in listing
     )
 
 

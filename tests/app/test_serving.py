@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,17 +15,25 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def restored_gc() -> Iterator[None]:
+def restored_process_state() -> Iterator[None]:
+    """The factory configures the process (collector, logging): undone afterwards."""
     thresholds = gc.get_threshold()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    access = logging.getLogger("uvicorn.access")
+    access_disabled = access.disabled
     try:
         yield
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        access.disabled = access_disabled
 
 
 def test_the_uvicorn_factory_moves_start_up_objects_out_of_the_collectors_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored_gc: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored_process_state: None
 ) -> None:
     # Full collections walking the whole start-up heap were a third of a bulk
     # request's CPU (bench/ingest.py); the factory freezes that heap and

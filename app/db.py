@@ -8,6 +8,7 @@ durable at commit by default.
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,7 +106,10 @@ def _open_lock_file(engine: Engine) -> BinaryIO | None:
         return None
     try:
         # Kept open for the engine's life: the lock is taken on this descriptor.
-        return open(f"{path}-writer.lock", "ab")  # noqa: SIM115
+        # Read-only (flock needs no more): a file open for writing would keep
+        # the disk from being remounted read-only ("mount point is busy").
+        descriptor = os.open(f"{path}-writer.lock", os.O_RDONLY | os.O_CREAT, 0o600)
+        return os.fdopen(descriptor, "rb")
     except OSError:
         # A read-only or full disk: SQLite reports what matters on the write
         # itself; the queue falls back to this process's threads.

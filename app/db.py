@@ -131,8 +131,8 @@ def serialized_writes(session: Session) -> Iterator[None]:
 
     SQLite allows one writer at a time and makes the others wait in its busy
     handler, which sleeps in steps of up to 100 ms: under 32 concurrent
-    POSTs that gave a p99 of 1.9 s, and two uvicorn workers left a third of
-    the machine idle while their writers slept. Writers queue instead on a
+    POSTs that gave a p99 of 1.9 s, and the writers of two uvicorn workers
+    slept while the database was free. Writers queue instead on a
     Python lock (threads of this process) and an flock on a file beside the
     database (other processes: ``ancla serve --workers``, ``ancla import``),
     and the kernel wakes the next one the moment the previous one commits.

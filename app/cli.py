@@ -713,14 +713,8 @@ def export_command(
                         if file_format == "ocds"
                         else ocds.write_record_package
                     )
-                    count = writer(
-                        target,
-                        releases,
-                        uri=f"{base}/v1/export/ocds",
-                        published_date=datetime.now(UTC),
-                        publisher_name="Ancla",
-                        extension_url=ocds.extension_url(base),
-                    )
+                    info = ocds.export_package_info(base_url=base, uri=f"{base}/v1/export/ocds")
+                    count = writer(target, releases, info)
     except OSError as exc:
         _fail(f"cannot write {output}: {exc}")
     except ocds.EmptyPackage:

@@ -55,15 +55,10 @@ def export_ocds(
         session=session, buyer=buyer, since=_since(since), base_url=base
     )
     spool, text = _spool()
-    common: dict[str, Any] = {
-        "uri": str(request.url),
-        "published_date": datetime.now(UTC),
-        "publisher_name": PUBLISHER,
-        "extension_url": ocds.extension_url(base),
-    }
+    info = ocds.export_package_info(base_url=base, uri=str(request.url), publisher_name=PUBLISHER)
     writer = ocds.write_release_package if package == "release" else ocds.write_record_package
     try:
-        writer(text, releases, **common)
+        writer(text, releases, info)
     except ocds.EmptyPackage:
         spool.close()
         # OCDS packages hold at least one release; there is nothing to publish.

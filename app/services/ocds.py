@@ -411,50 +411,49 @@ def extension_metadata(base_url: str) -> JsonObject:
     return metadata
 
 
-def _package_head(
-    *,
-    uri: str,
-    published_date: datetime,
-    publisher_name: str,
-    extension_url: str,
-    license: str | None,
-    publication_policy: str | None,
-) -> JsonObject:
-    if published_date.utcoffset() is None:
-        raise ValueError("published_date must be an aware datetime")
-    head: JsonObject = {
-        "uri": uri,
-        "version": OCDS_VERSION,
-        "extensions": [extension_url],
-        "publishedDate": ocds_datetime(published_date.isoformat()),
-        "publisher": {"name": publisher_name},
-    }
-    if license is not None:
-        head["license"] = license
-    if publication_policy is not None:
-        head["publicationPolicy"] = publication_policy
-    return head
+@dataclass(frozen=True)
+class PackageInfo:
+    """What heads a package (OCDS 1.1 package metadata), whatever it holds."""
+
+    uri: str
+    published_date: datetime
+    publisher_name: str
+    extension_url: str
+    license: str | None = None
+    publication_policy: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.published_date.utcoffset() is None:
+            raise ValueError("published_date must be an aware datetime")
+
+    def head(self) -> JsonObject:
+        head: JsonObject = {
+            "uri": self.uri,
+            "version": OCDS_VERSION,
+            "extensions": [self.extension_url],
+            "publishedDate": ocds_datetime(self.published_date.isoformat()),
+            "publisher": {"name": self.publisher_name},
+        }
+        if self.license is not None:
+            head["license"] = self.license
+        if self.publication_policy is not None:
+            head["publicationPolicy"] = self.publication_policy
+        return head
 
 
-def release_package(
-    releases: Iterable[Mapping[str, Any]],
-    *,
-    uri: str,
-    published_date: datetime,
-    publisher_name: str,
-    extension_url: str,
-    license: str | None = None,
-    publication_policy: str | None = None,
-) -> JsonObject:
-    """An OCDS release package holding ``releases``, in memory (see the writer to stream)."""
-    package = _package_head(
+def export_package_info(*, base_url: str, uri: str, publisher_name: str = "Ancla") -> PackageInfo:
+    """The head of an export from the service at ``base_url``, published now."""
+    return PackageInfo(
         uri=uri,
-        published_date=published_date,
+        published_date=datetime.now(UTC),
         publisher_name=publisher_name,
-        extension_url=extension_url,
-        license=license,
-        publication_policy=publication_policy,
+        extension_url=extension_url(base_url),
     )
+
+
+def release_package(releases: Iterable[Mapping[str, Any]], info: PackageInfo) -> JsonObject:
+    """An OCDS release package holding ``releases``, in memory (see the writer to stream)."""
+    package = info.head()
     package["releases"] = [dict(release) for release in releases]
     if not package["releases"]:
         raise EmptyPackage("no releases to publish: an OCDS release package needs one")
@@ -514,8 +513,8 @@ def _records(
         yield _record(list(group), release_package_uri)
 
 
-def _record_head(release_package_uri: str | None, **head: Any) -> JsonObject:
-    package = _package_head(**head)
+def _record_head(info: PackageInfo, release_package_uri: str | None) -> JsonObject:
+    package = info.head()
     if release_package_uri is not None:
         package["packages"] = [release_package_uri]
     return package
@@ -523,29 +522,16 @@ def _record_head(release_package_uri: str | None, **head: Any) -> JsonObject:
 
 def record_package(
     releases: Iterable[Mapping[str, Any]],
+    info: PackageInfo,
     *,
-    uri: str,
-    published_date: datetime,
-    publisher_name: str,
-    extension_url: str,
     release_package_uri: str | None = None,
-    license: str | None = None,
-    publication_policy: str | None = None,
 ) -> JsonObject:
     """An OCDS record package: one record per ocid with its ``compiledRelease``.
 
     Releases are embedded, or linked (``<release_package_uri>#<release id>``)
     when the release package they are published in is given.
     """
-    package = _record_head(
-        release_package_uri,
-        uri=uri,
-        published_date=published_date,
-        publisher_name=publisher_name,
-        extension_url=extension_url,
-        license=license,
-        publication_policy=publication_policy,
-    )
+    package = _record_head(info, release_package_uri)
     package["records"] = list(_records(releases, release_package_uri))
     if not package["records"]:
         raise EmptyPackage("no releases to publish: an OCDS record package needs one")
@@ -575,53 +561,24 @@ def _write_package(fp: IO[str], head: JsonObject, key: str, items: Iterable[Json
 
 
 def write_release_package(
-    fp: IO[str],
-    releases: Iterable[Mapping[str, Any]],
-    *,
-    uri: str,
-    published_date: datetime,
-    publisher_name: str,
-    extension_url: str,
-    license: str | None = None,
-    publication_policy: str | None = None,
+    fp: IO[str], releases: Iterable[Mapping[str, Any]], info: PackageInfo
 ) -> int:
     """Stream a release package to ``fp`` (text, UTF-8); returns the number of releases.
 
     The bytes equal ``json.dumps(release_package(...), ensure_ascii=False)``.
     """
-    head = _package_head(
-        uri=uri,
-        published_date=published_date,
-        publisher_name=publisher_name,
-        extension_url=extension_url,
-        license=license,
-        publication_policy=publication_policy,
-    )
-    return _write_package(fp, head, "releases", (dict(r) for r in releases))
+    return _write_package(fp, info.head(), "releases", (dict(r) for r in releases))
 
 
 def write_record_package(
     fp: IO[str],
     releases: Iterable[Mapping[str, Any]],
+    info: PackageInfo,
     *,
-    uri: str,
-    published_date: datetime,
-    publisher_name: str,
-    extension_url: str,
     release_package_uri: str | None = None,
-    license: str | None = None,
-    publication_policy: str | None = None,
 ) -> int:
     """Stream a record package to ``fp`` (text, UTF-8); returns the number of records."""
-    head = _record_head(
-        release_package_uri,
-        uri=uri,
-        published_date=published_date,
-        publisher_name=publisher_name,
-        extension_url=extension_url,
-        license=license,
-        publication_policy=publication_policy,
-    )
+    head = _record_head(info, release_package_uri)
     return _write_package(fp, head, "records", _records(releases, release_package_uri))
 
 

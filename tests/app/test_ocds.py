@@ -41,13 +41,13 @@ FICTIONAL = SHARED_OCDS / "fictional-sample-data"
 SCHEMA_BASE = "https://standard.open-contracting.org/schema/1__1__5/"
 PERU = timezone(timedelta(hours=-5))
 BASE_URL = "https://ancla.example/"  # RFC 2606: a name that is never anyone's host
-PACKAGE: dict[str, Any] = {
-    "uri": "https://ancla.example/ocds/releases.json",
-    "published_date": datetime(2026, 2, 1, 8, 0, 14, tzinfo=PERU),
-    "publisher_name": "Ancla (tests)",
-    "extension_url": ocds.extension_url(BASE_URL),
-    "license": "https://opendatacommons.org/licenses/pddl/1.0/",
-}
+PACKAGE = ocds.PackageInfo(
+    uri="https://ancla.example/ocds/releases.json",
+    published_date=datetime(2026, 2, 1, 8, 0, 14, tzinfo=PERU),
+    publisher_name="Ancla (tests)",
+    extension_url=ocds.extension_url(BASE_URL),
+    license="https://opendatacommons.org/licenses/pddl/1.0/",
+)
 SPACED_URL = (
     "https://saeusceprod01.blob.core.windows.net/contentidad/uploads/"
     "OCAM-2026-1556-7_30-01-26 21-27-40_FISICA.pdf"
@@ -209,16 +209,16 @@ def test_export_is_valid_ocds_with_the_proof(runtime: Runtime, ledger: dict[str,
     releases = releases_of(runtime)
     assert [r["ancla"]["recordHash"] for r in releases] == list(ledger.values())
 
-    release_package = ocds.release_package(releases, **PACKAGE)
+    release_package = ocds.release_package(releases, PACKAGE)
     assert_valid(release_package, "release-package-schema.json")
-    embedded = ocds.record_package(releases, **PACKAGE)
+    embedded = ocds.record_package(releases, PACKAGE)
     assert_valid(embedded, "record-package-schema.json")
-    linked = ocds.record_package(releases, **PACKAGE, release_package_uri=PACKAGE["uri"])
+    linked = ocds.record_package(releases, PACKAGE, release_package_uri=PACKAGE.uri)
     assert_valid(linked, "record-package-schema.json")
-    assert linked["packages"] == [PACKAGE["uri"]]
+    assert linked["packages"] == [PACKAGE.uri]
     assert linked["records"][0]["releases"] == [
         {
-            "url": f"{PACKAGE['uri']}#{ledger[WITH_ITEMS['order_number']]}",
+            "url": f"{PACKAGE.uri}#{ledger[WITH_ITEMS['order_number']]}",
             "date": "2026-01-31T09:57:50-05:00",
             "tag": ["award", "contract"],
         }
@@ -364,20 +364,20 @@ def test_streamed_packages_equal_the_in_memory_ones(
     with runtime.session_factory() as session:
         out = io.StringIO()
         count = ocds.write_release_package(
-            out, ocds.export_releases(session=session, base_url=BASE_URL), **PACKAGE
+            out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
-    in_memory = ocds.release_package(releases, **PACKAGE)
+    in_memory = ocds.release_package(releases, PACKAGE)
     assert out.getvalue() == json.dumps(in_memory, ensure_ascii=False)
     assert json.loads(out.getvalue()) == in_memory
 
     with runtime.session_factory() as session:
         out = io.StringIO()
         count = ocds.write_record_package(
-            out, ocds.export_releases(session=session, base_url=BASE_URL), **PACKAGE
+            out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
-    assert json.loads(out.getvalue()) == ocds.record_package(releases, **PACKAGE)
+    assert json.loads(out.getvalue()) == ocds.record_package(releases, PACKAGE)
 
 
 @pytest.mark.db
@@ -435,8 +435,8 @@ def test_round_trip_export_then_import_gives_the_same_orders(
     expected[2]["documents"][0]["url"] = SPACED_URL.replace(" ", "%20")
 
     for package in (
-        ocds.release_package(releases, **PACKAGE),
-        ocds.record_package(releases, **PACKAGE),  # through compiledRelease
+        ocds.release_package(releases, PACKAGE),
+        ocds.record_package(releases, PACKAGE),  # through compiledRelease
     ):
         # As a consumer reads it: JSON text, numbers parsed as floats.
         items = list(ocds.orders_from_ocds(json.loads(json.dumps(package))))
@@ -444,7 +444,7 @@ def test_round_trip_export_then_import_gives_the_same_orders(
         assert [item.order for item in items] == expected
 
     # Recorded again, the orders hash to the recorded records: identical content.
-    imported = [i.order for i in ocds.orders_from_ocds(ocds.release_package(releases, **PACKAGE))]
+    imported = [i.order for i in ocds.orders_from_ocds(ocds.release_package(releases, PACKAGE))]
     assert record(runtime, [o for o in imported if o is not None][:2], "exists") == [
         ledger[WITH_ITEMS["order_number"]],
         ledger[NO_ITEMS["order_number"]],
@@ -485,7 +485,7 @@ def test_release_for_unit_values_and_status_rules() -> None:
     release = release_of(WITH_ITEMS, "final", anchor=ANCHOR)
     assert release["ancla"]["recordUrl"] == f"https://ancla.example/v1/records/{release['id']}"
     assert release["ancla"]["batchId"] == 7 and release["ancla"]["status"] == "final"
-    assert_valid(ocds.release_package([release], **PACKAGE), "release-package-schema.json")
+    assert_valid(ocds.release_package([release], PACKAGE), "release-package-schema.json")
 
     with pytest.raises(ValueError, match="must not come with its anchor"):
         release_of(WITH_ITEMS, "pending", anchor=ANCHOR)
@@ -535,7 +535,7 @@ def test_extension_schema_checks_the_proof() -> None:
         (bad_hash, "releases/0/ancla/recordHash"),
         (bad_digest, "releases/0/contracts/0/documents/0/sha256"),
     ):
-        package = ocds.release_package([broken], **PACKAGE)
+        package = ocds.release_package([broken], PACKAGE)
         # The official schema lets extension fields through; the extension checks them.
         assert errors_of("release-package-schema.json", package, extended=False) == []
         errors = errors_of("release-package-schema.json", package, extended=True)
@@ -580,23 +580,19 @@ def test_writers_stream_one_release_at_a_time() -> None:
                 assert releases[index - 1]["id"] in out.getvalue()
             yield release
 
-    assert ocds.write_release_package(out, lazily(), **PACKAGE) == 3
-    assert out.getvalue() == json.dumps(
-        ocds.release_package(releases, **PACKAGE), ensure_ascii=False
-    )
+    assert ocds.write_release_package(out, lazily(), PACKAGE) == 3
+    assert out.getvalue() == json.dumps(ocds.release_package(releases, PACKAGE), ensure_ascii=False)
 
     out = io.StringIO()
-    assert ocds.write_record_package(out, iter(releases), **PACKAGE) == 3
-    assert out.getvalue() == json.dumps(
-        ocds.record_package(releases, **PACKAGE), ensure_ascii=False
-    )
+    assert ocds.write_record_package(out, iter(releases), PACKAGE) == 3
+    assert out.getvalue() == json.dumps(ocds.record_package(releases, PACKAGE), ensure_ascii=False)
 
     out = io.StringIO()
     with pytest.raises(ocds.EmptyPackage):
-        ocds.write_release_package(out, iter([]), **PACKAGE)
+        ocds.write_release_package(out, iter([]), PACKAGE)
     assert out.getvalue() == ""  # nothing half-written
     with pytest.raises(ocds.EmptyPackage):
-        ocds.release_package([], **PACKAGE)
+        ocds.release_package([], PACKAGE)
     with pytest.raises(ValueError, match="merge rules"):
         ocds.compiled_release([releases[0], releases[0]])
 
@@ -1062,3 +1058,14 @@ def test_buyer_from_roles_and_malformed_packages() -> None:
         (item,) = ocds.orders_from_ocds(package)
         assert (item.pointer, item.order) == (pointer, None)
         assert (item.problem or "").startswith(problem), item
+
+
+def test_a_package_needs_an_aware_publication_date() -> None:
+    # publishedDate is an OCDS date-time with an offset; a naive one would be guessed.
+    with pytest.raises(ValueError, match="published_date must be an aware datetime"):
+        ocds.PackageInfo(
+            uri=PACKAGE.uri,
+            published_date=datetime(2026, 2, 1, 8, 0, 14),  # noqa: DTZ001 - the point
+            publisher_name="Ancla (tests)",
+            extension_url=PACKAGE.extension_url,
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +180,17 @@ def postgresql_cursor(connection: Connection) -> Iterator[psycopg.Cursor[Any]]:
         raise DBAPIError.instance(
             None, None, exc, psycopg.Error, connection_invalidated=lost, dialect=connection.dialect
         ) from exc
+
+
+def copy_rows(
+    cursor: psycopg.Cursor[Any], statement: str, types: list[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Stream ``rows`` through ``statement`` (a binary COPY ... FROM STDIN),
+    each value sent as the PostgreSQL type at its place in ``types``."""
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from app.db import postgresql_cursor, serialized_writes
+from app.db import copy_rows, postgresql_cursor, serialized_writes
 from app.metrics import BATCHES_SEALED
 from app.models import SEALED, Batch, Record, utcnow
 from ledger.merkle import MerkleTree
@@ -93,10 +93,11 @@ def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes
     if connection.dialect.name == "postgresql":
         with postgresql_cursor(connection) as cursor:
             cursor.execute(_PG_CREATE_SEAL_STAGE)
-            with cursor.copy(_PG_SEAL_COPY) as copy:
-                copy.set_types(["int8", "int4", "bytea"])
-                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True)):
-                    copy.write_row((record_id, position, proof))
+            staged = (
+                (record_id, position, proof)
+                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
+            )
+            copy_rows(cursor, _PG_SEAL_COPY, ["int8", "int4", "bytea"], staged)
             cursor.execute(_PG_SEAL, {"batch_id": batch_id, "ids": record_ids})
     else:
         # The DB-API's executemany with plain tuples: through SQLAlchemy's

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.db import SessionFactory, postgresql_cursor, serialized_writes
+from app.db import SessionFactory, copy_rows, postgresql_cursor, serialized_writes
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
 from app.models import Batch, Record, utcnow
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
@@ -259,24 +259,25 @@ _INSERT_COLUMNS = tuple(_PG_INSERT_TYPES)
 # second insert in the same transaction starts empty; ON COMMIT DELETE ROWS
 # empties it after a failed one. (Built from the constant column names above:
 # no input reaches these texts.)
-_PG_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
+_COLUMN_LIST = ", ".join(_INSERT_COLUMNS)
 _PG_CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS records_incoming ("
     + ", ".join(f"{name} {pg_type}" for name, pg_type in _PG_INSERT_TYPES.items())
     + ") ON COMMIT DELETE ROWS"
 )
-_PG_COPY = f"COPY pg_temp.records_incoming ({_PG_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_PG_COPY_RECORDS = f"COPY records ({_PG_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY = f"COPY pg_temp.records_incoming ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_RECORDS = f"COPY records ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_PG_TYPES = list(_PG_INSERT_TYPES.values())
 _HASH = _INSERT_COLUMNS.index("hash")
 _PG_INSERT = (
-    f"WITH staged AS (DELETE FROM pg_temp.records_incoming RETURNING {_PG_COLUMN_LIST}) "  # noqa: S608
-    f"INSERT INTO records ({_PG_COLUMN_LIST}) SELECT {_PG_COLUMN_LIST} FROM staged "
+    f"WITH staged AS (DELETE FROM pg_temp.records_incoming RETURNING {_COLUMN_LIST}) "  # noqa: S608
+    f"INSERT INTO records ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM staged "
     "ON CONFLICT DO NOTHING RETURNING hash"
 )
 
 
 def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING hash: the hashes actually inserted.
+    """Insert the rows that are new; returns the hashes actually inserted.
 
     ``rows`` hold the values of ``_INSERT_COLUMNS`` in order. The unique
     indexes (hash; buyer + order number) decide, so a concurrent writer's row
@@ -295,23 +296,16 @@ def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) 
         # unique indexes decide row by row.
         cursor.execute("SAVEPOINT ancla_records_copy")
         try:
-            _copy_rows(cursor, _PG_COPY_RECORDS, rows)
+            copy_rows(cursor, _PG_COPY_RECORDS, _PG_TYPES, rows)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT ancla_records_copy")
         else:
             cursor.execute("RELEASE SAVEPOINT ancla_records_copy")
             return {row[_HASH] for row in rows}
         cursor.execute(_PG_CREATE_STAGE)
-        _copy_rows(cursor, _PG_COPY, rows)
+        copy_rows(cursor, _PG_COPY, _PG_TYPES, rows)
         cursor.execute(_PG_INSERT)
         return {found for (found,) in cursor.fetchall()}
-
-
-def _copy_rows(cursor: psycopg.Cursor[Any], statement: str, rows: list[tuple[Any, ...]]) -> None:
-    with cursor.copy(statement) as copy:
-        copy.set_types(list(_PG_INSERT_TYPES.values()))
-        for row in rows:
-            copy.write_row(row)
 
 
 # SQLite: multi-row VALUES with the columns' own bind processors applied in one
@@ -348,7 +342,7 @@ def _sqlite_inserts(
                     last[column] = (value, processed)
                     values.append(processed)
         sql = (
-            f"INSERT INTO records ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
+            f"INSERT INTO records ({_COLUMN_LIST}) "  # noqa: S608
             f"VALUES {', '.join([row_marks] * len(chunk))} "
             "ON CONFLICT DO NOTHING RETURNING hash"
         )

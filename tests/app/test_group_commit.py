@@ -218,3 +218,18 @@ def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path: Path
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Record)) == 1
     engine.dispose()
+
+
+def test_sqlite_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path) -> None:
+    """No lock file (here a directory stands in its way, as a read-only or full
+    disk would): writers still queue within the process, and nothing is refused."""
+    url = f"sqlite:///{tmp_path / 'ancla.db'}"
+    upgrade_database(url)
+    (tmp_path / "ancla.db-writer.lock").mkdir()
+    engine = make_engine(url, pool_size=2)
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    with session_factory() as session:
+        results = record_orders(session=session, agency=agency, orders=_orders(range(3)))
+    assert [r.outcome for r in results] == ["created"] * 3
+    engine.dispose()

@@ -383,19 +383,15 @@ def serve(
     """Run the production API (settings from ANCLA_* variables)."""
     import os
 
-    import uvicorn
+    from app.serving import ServeError
+    from app.serving import serve as run_uvicorn
 
     _settings()  # refuse bad settings before forking workers
     os.environ["ANCLA_RUN_WORKER"] = "0" if no_worker else "1"
-    uvicorn.run(
-        "app.main:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        proxy_headers=True,
-    )
+    try:
+        run_uvicorn(host=host, port=port, workers=workers)
+    except ServeError as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -108,7 +108,9 @@ class Server:
         """The processes that serve requests (the main one when workers == 1)."""
         if self.workers == 1:
             return [self.process.pid]
-        return children(self.process.pid)
+        # The supervisor's children, without multiprocessing's resource tracker.
+        pids = children(self.process.pid)
+        return [pid for pid in pids if "resource_tracker" not in _cmdline(pid)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -129,10 +131,9 @@ def run_server(
     run_worker: bool = True,
     rpc_url: str = "http://127.0.0.1:9",
     contract: str | None = None,
-    access_log: bool = True,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """uvicorn app.main:app_from_environment --factory, as `ancla serve` runs it."""
+    """`ancla serve` (uvicorn app.main:app_from_environment --factory) in a subprocess."""
     from app.devchain import DEV_KEY_0
 
     port = free_port()
@@ -152,24 +153,22 @@ def run_server(
         env["ANCLA_CONTRACT_ADDRESS"] = contract
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"uvicorn-{port}.log"
+    # `ancla serve` itself: with several workers it gives each its own
+    # listening socket (app/serving.py), which is part of what is measured.
     argv = [
         PYTHON,
         "-m",
-        "uvicorn",
-        "app.main:app_from_environment",
-        "--factory",
+        "app.cli",
+        "serve",
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--workers",
         str(workers),
-        "--log-level",
-        "info",
-        "--proxy-headers",
     ]
-    if not access_log:
-        argv.append("--no-access-log")
+    if not run_worker:
+        argv.append("--no-worker")
     process = subprocess.Popen(  # noqa: S603 - fixed argv
         argv,
         cwd=ROOT,
@@ -202,7 +201,7 @@ def _wait_ready(server: Server, timeout: float = 60.0) -> None:
             conn.close()
         except OSError:
             pass
-        if ready and (server.workers == 1 or len(children(server.process.pid)) >= server.workers):
+        if ready and (server.workers == 1 or len(server.worker_pids()) >= server.workers):
             # Give every worker its start-up (imports, lifespan) before measuring.
             time.sleep(1.0 if server.workers == 1 else 2.0)
             return
@@ -211,6 +210,14 @@ def _wait_ready(server: Server, timeout: float = 60.0) -> None:
 
 
 # -- CPU accounting from /proc ------------------------------------------------------
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def children(pid: int) -> list[int]:

@@ -2,16 +2,17 @@
 
     .venv/bin/python bench/ingest.py [--database sqlite|postgresql|both] [--seconds 10]
         [--clients 32] [--bulk-size 1000] [--bulk-clients 2] [--workers 1,2]
-        [--load-generator wrk|httpx] [--no-bulk] [--no-anchor-worker] [--no-access-log]
+        [--load-generator wrk|httpx] [--no-bulk | --no-single] [--no-anchor-worker]
         [--profile DIR [--profile-only] [--profile-test single|bulk] [--py-spy PATH]]
 
 For each database and each uvicorn worker count: a fresh migrated database (a
 SQLite file in a temp dir, or a fresh PostgreSQL schema dropped at the end), a
 fresh AnchorRegistry on a Hardhat node started here, an agency key, then the
-service as `ancla serve` runs it (uvicorn app.main:app_from_environment
---factory --workers W) in a subprocess, WITH the anchor worker running inside
-it (ANCLA_RUN_WORKER=1, the real configuration: it seals batches of 1,000 and
-anchors them while the load runs; --no-anchor-worker measures the API alone).
+service by `ancla serve --workers W` (uvicorn app.main:app_from_environment
+--factory; several workers listen on a socket each, app/serving.py) in a
+subprocess, WITH the anchor worker running inside it (ANCLA_RUN_WORKER=1, the
+real configuration: it seals batches of 1,000 and anchors them while the load
+runs; --no-anchor-worker measures the API alone).
 The per-key rate limit is switched off (ANCLA_RATE_LIMIT_PER_SECOND=0): one
 load generator is one agency, and the limit is policy, not capacity.
 
@@ -319,8 +320,31 @@ def run_httpx_singles(
     )
 
 
+def run_singles(
+    server: Server,
+    api_key: str,
+    args: argparse.Namespace,
+    seconds: float,
+    prefix: str,
+    work_dir: Path,
+) -> Result:
+    """Single POSTs from the chosen load generator for ``seconds``."""
+    if args.load_generator == "wrk":
+        return run_wrk(
+            server, api_key, clients=args.clients, seconds=seconds, prefix=prefix, work_dir=work_dir
+        )
+    return run_httpx_singles(server, api_key, clients=args.clients, seconds=seconds, prefix=prefix)
+
+
 def run_bulk(
-    server: Server, api_key: str, *, clients: int, seconds: float, size: int, prefix: str
+    server: Server,
+    api_key: str,
+    *,
+    clients: int,
+    seconds: float,
+    size: int,
+    prefix: str,
+    keep_alive: bool = False,
 ) -> Result:
     """Each client builds its next body (about 1 ms per 1,000 orders) and POSTs it."""
     import httpx
@@ -335,7 +359,12 @@ def run_bulk(
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def client(index: int) -> None:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=300) as http:
+        # keep_alive False: a new connection per bulk. The kernel hashes each
+        # connection to one worker's socket, so a few long-lived connections
+        # can leave a worker idle for the whole run; agencies' systems posting
+        # a bulk now and then each come on a connection of their own.
+        limits = httpx.Limits(max_keepalive_connections=0 if not keep_alive else None)
+        with httpx.Client(base_url=server.url, headers=headers, timeout=300, limits=limits) as http:
             n = 0
             while time.monotonic() < deadline:
                 body = bulk_body(f"{prefix}-{index}", n, size)
@@ -416,7 +445,7 @@ def measure(
     args: argparse.Namespace,
     node: HardhatNode,
     work_dir: Path,
-) -> tuple[Result, Result | None, dict[str, int], dict[str, int]]:
+) -> tuple[Result | None, Result | None, dict[str, int], dict[str, int]]:
     chain = ChainClient(node.url)
     contract, _ = chain.deploy_registry(load_signer(key=DEV_KEY_0))
     with fresh_database(backend, work_dir) as url:
@@ -428,60 +457,44 @@ def measure(
             run_worker=not args.no_anchor_worker,
             rpc_url=node.url,
             contract=contract,
-            access_log=not args.no_access_log,
         ) as server:
             groups: dict[str, Any] = {
                 "service": lambda: tree(server.process.pid),
                 "hardhat": lambda: tree(node.process.pid),
             }
+            # Each serving process on its own too: a few keep-alive connections
+            # are not always spread evenly over the workers.
+            for number, pid in enumerate(server.worker_pids(), start=1):
+                groups[f"worker {number}"] = lambda pid=pid: [pid]
             if backend == "postgresql":
                 groups["postgres"] = lambda: pids_named("postgres")
             run = secrets.token_hex(3)
-            if args.load_generator == "wrk":
-                run_wrk(
-                    server,
-                    api_key,
-                    clients=args.clients,
-                    seconds=WARMUP_SECONDS,
-                    prefix=f"W{run}",
-                    work_dir=work_dir,
-                )
-            else:
-                run_httpx_singles(
-                    server, api_key, clients=args.clients, seconds=WARMUP_SECONDS, prefix=f"W{run}"
-                )
             meter = CpuMeter(groups)
-            meter.start()
-            if args.load_generator == "wrk":
-                single = run_wrk(
+            single: Result | None = None
+            after_single: dict[str, int] = {}
+            if not args.no_single:
+                run_singles(server, api_key, args, WARMUP_SECONDS, f"W{run}", work_dir)
+                meter.start()
+                single = run_singles(server, api_key, args, args.seconds, f"S{run}", work_dir)
+                single.cores = meter.stop()
+                if args.load_generator == "wrk":
+                    single.cores["wrk"] = single.loadgen_cpu / single.seconds
+                after_single = db_state(url)
+            bulk: Result | None = None
+            after_bulk: dict[str, int] = {}
+            if not args.no_bulk:
+                meter.start()
+                bulk = run_bulk(
                     server,
                     api_key,
-                    clients=args.clients,
+                    clients=args.bulk_clients,
                     seconds=args.seconds,
-                    prefix=f"S{run}",
-                    work_dir=work_dir,
+                    size=args.bulk_size,
+                    prefix=f"B{run}",
+                    keep_alive=args.bulk_keep_alive,
                 )
-            else:
-                single = run_httpx_singles(
-                    server, api_key, clients=args.clients, seconds=args.seconds, prefix=f"S{run}"
-                )
-            single.cores = meter.stop()
-            if args.load_generator == "wrk":
-                single.cores["wrk"] = single.loadgen_cpu / single.seconds
-            after_single = db_state(url)
-            if args.no_bulk:
-                return single, None, after_single, {}
-            meter.start()
-            bulk = run_bulk(
-                server,
-                api_key,
-                clients=args.bulk_clients,
-                seconds=args.seconds,
-                size=args.bulk_size,
-                prefix=f"B{run}",
-            )
-            bulk.cores = meter.stop()
-            after_bulk = db_state(url)
+                bulk.cores = meter.stop()
+                after_bulk = db_state(url)
     return single, bulk, after_single, after_bulk
 
 
@@ -505,7 +518,6 @@ def profile(
             run_worker=not args.no_anchor_worker,
             rpc_url=node.url,
             contract=contract,
-            access_log=not args.no_access_log,
         ) as server:
             run = secrets.token_hex(3)
             run_wrk(
@@ -656,16 +668,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--bulk-size", type=int, default=1000)
-    parser.add_argument("--bulk-clients", type=int, default=2)
+    parser.add_argument("--bulk-clients", type=int, default=4)
+    parser.add_argument(
+        "--bulk-keep-alive",
+        action="store_true",
+        help="each bulk client keeps one connection (default: a new connection per bulk)",
+    )
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to try")
     parser.add_argument(
         "--load-generator", choices=["wrk", "httpx"], default="wrk" if which("wrk") else "httpx"
-    )
-    parser.add_argument(
-        "--no-access-log",
-        action="store_true",
-        help="uvicorn --no-access-log (the app's own JSON access log, where the code has one, "
-        "stays on)",
     )
     parser.add_argument(
         "--profile",
@@ -680,6 +691,7 @@ def main() -> None:
         help="ANCLA_RUN_WORKER=0: measure the API alone (not the real configuration)",
     )
     parser.add_argument("--no-bulk", action="store_true", help="single POSTs only")
+    parser.add_argument("--no-single", action="store_true", help="bulk POSTs only")
     parser.add_argument("--profile-test", choices=["single", "bulk"], default="single")
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary")
     args = parser.parse_args()
@@ -688,14 +700,12 @@ def main() -> None:
     worker_counts = [int(w) for w in args.workers.split(",")]
 
     print(
-        f"Ingest over HTTP: {os.cpu_count()} cores; service = uvicorn "
-        "app.main:app_from_environment, "
+        f"Ingest over HTTP: {os.cpu_count()} cores; service = ancla serve, "
         + (
             "anchor worker OFF (ANCLA_RUN_WORKER=0)"
             if args.no_anchor_worker
             else "anchor worker running inside (ANCLA_RUN_WORKER=1)"
         )
-        + f", uvicorn access log {'off' if args.no_access_log else 'on'}"
     )
     print(f"  code: {code_version()}; per-key rate limit off (ANCLA_RATE_LIMIT_PER_SECOND=0)")
     print(
@@ -715,19 +725,20 @@ def main() -> None:
                 if not args.profile_only:
                     for workers in worker_counts:
                         single, bulk, s1, s2 = measure(backend, workers, args, node, work_dir)
-                        rows.append(
-                            [
-                                backend,
-                                workers,
-                                "single",
-                                f"{single.rate:,.0f} req/s",
-                                single.errors,
-                                single.p50_ms,
-                                single.p99_ms,
-                                single.max_ms,
-                                _statuses(single),
-                            ]
-                        )
+                        if single is not None:
+                            rows.append(
+                                [
+                                    backend,
+                                    workers,
+                                    "single",
+                                    f"{single.rate:,.0f} req/s",
+                                    single.errors,
+                                    single.p50_ms,
+                                    single.p99_ms,
+                                    single.max_ms,
+                                    _statuses(single),
+                                ]
+                            )
                         if bulk is not None:
                             rows.append(
                                 [
@@ -742,7 +753,14 @@ def main() -> None:
                                     f"{bulk.requests} req {_statuses(bulk)}",
                                 ]
                             )
-                        for r in (single, bulk) if bulk is not None else (single,):
+                        for r in (single, bulk):
+                            if r is None:
+                                continue
+                            per_worker = " + ".join(
+                                f"{r.cores[k]:.2f}"
+                                for k in sorted(r.cores)
+                                if k.startswith("worker ")
+                            )
                             cpu_rows.append(
                                 [
                                     backend,
@@ -759,14 +777,19 @@ def main() -> None:
                                             "machine",
                                         )
                                     ),
+                                    per_worker,
                                 ]
                             )
                         print(
-                            f"  {backend} workers={workers}: single {single.rate:,.0f} req/s "
-                            f"(p50 {single.p50_ms:.1f} ms, p99 {single.p99_ms:.1f} ms, "
-                            f"{single.errors} errors); bulk "
-                            f"{bulk.record_rate if bulk else float('nan'):,.0f} rec/s; "
-                            f"db after single {s1}; after bulk {s2}"
+                            f"  {backend} workers={workers}: "
+                            + (
+                                f"single {single.rate:,.0f} req/s (p50 {single.p50_ms:.1f} ms, "
+                                f"p99 {single.p99_ms:.1f} ms, {single.errors} errors); "
+                                if single is not None
+                                else ""
+                            )
+                            + (f"bulk {bulk.record_rate:,.0f} rec/s; " if bulk else "")
+                            + f"db after single {s1}; after bulk {s2}"
                         )
                         sys.stdout.flush()
                 if args.profile:
@@ -802,6 +825,7 @@ def main() -> None:
                 "wrk",
                 "bench.py",
                 "machine",
+                "per worker",
             ],
             cpu_rows,
             title="Cores used during each run (CPU s per wall s; the machine has 2; 'machine' "

@@ -240,6 +240,12 @@ app.add_typer(db_app, name="db")
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` to ``database_url`` (idempotent)."""
     from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def alembic_config(database_url: str) -> Any:
+    """Alembic's configuration for ``database_url``, with this project's migrations."""
     from alembic.config import Config
 
     from app.db import PROJECT_ROOT, normalise_url
@@ -252,7 +258,7 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(root / "migrations"))
     config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
     config.attributes["configure_logging"] = False
-    command.upgrade(config, revision)
+    return config
 
 
 DatabaseOption = Annotated[

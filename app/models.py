@@ -23,10 +23,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.purchase_order import PURCHASE_ORDER_SCHEMA
 
@@ -143,11 +144,15 @@ class Batch(Base):
     reanchor_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
-    records: Mapped[list[Record]] = relationship(back_populates="batch", lazy="raise")
-
 
 class Record(Base):
-    """One ledger entry: its canonical bytes, hash, derived columns and batch proof."""
+    """One ledger entry: its canonical bytes, hash and derived columns.
+
+    Written once: its batch membership and proof are rows of their own
+    (:class:`BatchEntry`), so sealing inserts narrow rows instead of rewriting
+    every record and its indexes (that rewrite was most of the database's
+    work per record in bulk ingest).
+    """
 
     __tablename__ = "records"
     __table_args__ = (
@@ -161,14 +166,6 @@ class Record(Base):
             sqlite_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
             postgresql_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
         ),
-        # The batcher's scan: records not yet in a batch, oldest first.
-        Index(
-            "ix_records_pending",
-            "id",
-            sqlite_where=text("batch_id IS NULL"),
-            postgresql_where=text("batch_id IS NULL"),
-        ),
-        Index("ix_records_batch", "batch_id", "batch_position"),
         Index("ix_records_buyer_issued", "buyer_ruc", "issued_at"),
         Index("ix_records_supplier_issued", "supplier_ruc", "issued_at"),
         Index("ix_records_issued", "issued_at"),
@@ -192,13 +189,38 @@ class Record(Base):
     # "api", or "import:<file name>" for bulk imports by the operator.
     source: Mapped[str] = mapped_column(String(200), default="api")
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), default=None)
-    # Index of the hash in the list the batch's tree was built from (dump order).
-    batch_position: Mapped[int | None] = mapped_column(Integer, default=None)
-    # The Merkle proof, siblings leaf to root, 32 bytes each, written at sealing.
-    proof: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
-    batch: Mapped[Batch | None] = relationship(back_populates="records", lazy="raise")
+
+class PendingRecord(Base):
+    """The queue of records in no batch yet, written with the record itself.
+
+    The sealer takes the lowest ids first and deletes them as it inserts
+    their batch entries, in one transaction: a record is always either
+    queued here or in a batch, which `ancla verify` checks.
+    """
+
+    __tablename__ = "pending_records"
+
+    record_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("records.id"), primary_key=True, autoincrement=False
+    )
+
+
+class BatchEntry(Base):
+    """A record's place in its batch: position and Merkle proof, written at sealing."""
+
+    __tablename__ = "batch_entries"
+    __table_args__ = (UniqueConstraint("batch_id", "position"),)
+
+    # A record is in one batch at most.
+    record_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("records.id"), primary_key=True, autoincrement=False
+    )
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    # Index of the hash in the list the batch's tree was built from (dump order).
+    position: Mapped[int] = mapped_column(Integer)
+    # The Merkle proof, siblings leaf to root, 32 bytes each.
+    proof: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ChainTarget(Base):

@@ -412,18 +412,13 @@ def db_state(database_url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
     from app.db import make_engine
-    from app.models import Batch, Record
+    from app.models import Batch, PendingRecord, Record
 
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.connect() as conn:
             records = conn.scalar(select(func.count()).select_from(Record)) or 0
-            pending = (
-                conn.scalar(
-                    select(func.count()).select_from(Record).where(Record.batch_id.is_(None))
-                )
-                or 0
-            )
+            pending = conn.scalar(select(func.count()).select_from(PendingRecord)) or 0
             batches = dict(
                 conn.execute(select(Batch.status, func.count()).group_by(Batch.status)).all()
             )

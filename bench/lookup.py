@@ -161,7 +161,9 @@ def _canonical_template() -> str:
 
 
 # Column order of the rows RecordMaker.make returns (the fill writes them as tuples).
+# Ids are given, so that the batch entries written with them can name them.
 RECORD_COLUMNS = (
+    "id",
     "hash",
     "canonical",
     "schema",
@@ -175,20 +177,9 @@ RECORD_COLUMNS = (
     "total",
     "agency_id",
     "accepted_at",
-    "batch_id",
-    "batch_position",
-    "proof",
 )
-HASH, CANONICAL, ISSUED_AT, TOTAL, ACCEPTED_AT, BATCH_ID, BATCH_POSITION, PROOF = (
-    0,
-    1,
-    8,
-    10,
-    12,
-    13,
-    14,
-    15,
-)
+ID, HASH, CANONICAL, ISSUED_AT, TOTAL, ACCEPTED_AT = 0, 1, 2, 9, 11, 13
+ENTRY_COLUMNS = ("record_id", "batch_id", "position", "proof")
 
 
 class RecordMaker:
@@ -236,6 +227,7 @@ class RecordMaker:
         }
         canonical = (self.template % values).encode()
         return [
+            i + 1,
             to_hex(keccak256(canonical)),
             canonical,
             PURCHASE_ORDER_SCHEMA,
@@ -249,9 +241,6 @@ class RecordMaker:
             Decimal(values["total"]),
             agency_ids[k],
             self.accepted + timedelta(microseconds=i * 50),
-            None,  # batch_id, batch_position, proof: set when the batch is built
-            None,
-            None,
         ]
 
 
@@ -359,6 +348,7 @@ def fill(
             for chunk_start in range(0, batches, CHUNK_BATCHES):
                 batch_rows: list[dict[str, Any]] = []
                 record_rows: list[list[Any]] = []
+                entry_rows: list[tuple[int, int, int, bytes]] = []
                 for b in range(chunk_start, min(batches, chunk_start + CHUNK_BATCHES)):
                     t0 = time.perf_counter()
                     first = b * batch_size
@@ -370,9 +360,8 @@ def fill(
                     proofs = tree.proofs()
                     batch_id = b + 1
                     for position, (row, proof) in enumerate(zip(rows, proofs, strict=True)):
-                        row[BATCH_ID] = batch_id
-                        row[BATCH_POSITION] = position
-                        row[PROOF] = bytes.fromhex("".join(proof).replace("0x", ""))
+                        proof_bytes = bytes.fromhex("".join(proof).replace("0x", ""))
+                        entry_rows.append((row[ID], batch_id, position, proof_bytes))
                         if first + position in wanted:
                             found[first + position] = row[HASH]
                     t2 = time.perf_counter()
@@ -395,7 +384,7 @@ def fill(
                         anchorer.todo.put((batch_id, tree.root, len(rows)))
                 t3 = time.perf_counter()
                 conn.execute(insert(_table(Batch)), batch_rows)
-                _insert_records(conn, record_rows)
+                _insert_records(conn, record_rows, entry_rows)
                 conn.commit()
                 t_sql += time.perf_counter() - t3
                 if anchorer is not None and anchorer.error is not None:
@@ -432,8 +421,11 @@ def fill(
     return found, timings
 
 
-def _insert_records(conn: Any, rows: list[list[Any]]) -> None:
-    """Raw DBAPI bulk insert: executemany on SQLite, COPY on PostgreSQL.
+def _insert_records(
+    conn: Any, rows: list[list[Any]], entries: list[tuple[int, int, int, bytes]]
+) -> None:
+    """Raw DBAPI bulk insert of records and their batch entries: executemany on
+    SQLite, COPY on PostgreSQL.
 
     Values are written as the app's own types store them: on SQLite, naive UTC
     'YYYY-MM-DD HH:MM:SS.ffffff' text for UTCDateTime and a number for Numeric.
@@ -450,11 +442,20 @@ def _insert_records(conn: Any, rows: list[list[Any]]) -> None:
             f"INSERT INTO records ({columns}) VALUES ({marks})",  # noqa: S608 - fixed names
             [tuple(r) for r in rows],
         )
+        conn.exec_driver_sql(
+            f"INSERT INTO batch_entries ({', '.join(ENTRY_COLUMNS)}) VALUES (?, ?, ?, ?)",  # noqa: S608
+            entries,
+        )
         return
     cursor = conn.connection.driver_connection.cursor()
     with cursor.copy(f"COPY records ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+    with cursor.copy(f"COPY batch_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as copy:
+        for entry in entries:
+            copy.write_row(entry)
+    # The ids were given: the sequence must start after them for the service's inserts.
+    cursor.execute("SELECT setval('records_id_seq', (SELECT max(id) FROM records))")
 
 
 def _batch_row(

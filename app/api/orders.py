@@ -19,7 +19,7 @@ from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
 from app.errors import InvalidInput, NotFound
-from app.models import Batch, Record
+from app.models import Batch, BatchEntry, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import (
@@ -176,9 +176,10 @@ def list_orders(
 ) -> dict[str, Any]:
     query = (
         select(Record, Batch)
-        # A page shows the query columns only: not the records' bytes or proofs.
-        .options(defer(Record.canonical), defer(Record.proof))
-        .outerjoin(Batch, Record.batch_id == Batch.id)
+        # A page shows the query columns only: not the records' bytes.
+        .options(defer(Record.canonical))
+        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
+        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
         .limit(limit + 1)
@@ -216,7 +217,8 @@ def get_order(
 ) -> dict[str, Any]:
     rows = session.execute(
         select(Record, Batch)
-        .outerjoin(Batch, Record.batch_id == Batch.id)
+        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
+        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
         .where(Record.buyer_ruc == buyer_ruc, Record.order_number == order_number)
         .order_by(Record.id)
     ).all()
@@ -228,7 +230,7 @@ def get_order(
             "schema": record.schema,
             "status": record_status(batch),
             "accepted_at": record.accepted_at.isoformat(),
-            "batch_id": record.batch_id,
+            "batch_id": batch.id if batch is not None else None,
             **_links(record.hash),
         }
         for record, batch in rows

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
-from app.models import SEALED, SUBMITTED, Batch, Record, utcnow
+from app.models import SEALED, SUBMITTED, Batch, BatchEntry, PendingRecord, Record, utcnow
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
 from ledger.merkle import MerkleTree, leaf_bytes, root_from_proof
 
@@ -49,6 +49,7 @@ MISSING_BATCH = "missing_batch"  # a batch id is absent from the database
 CHAIN_GAP = "chain_gap"  # a batch id was never anchored while later ones were
 DUPLICATE_ANCHOR = "duplicate_anchor"  # one batch id anchored more than once
 UNANCHORED_TOO_LONG = "unanchored_too_long"  # pending past the batching window
+UNQUEUED_RECORD = "unqueued_record"  # in no batch and not queued for one: never to be anchored
 
 _STREAM_CHUNK = 5_000
 
@@ -120,8 +121,8 @@ _RECORD_COLUMNS_AND_PG_TYPES = (
     (Record.issued_at, "timestamptz"),
     (Record.currency, "varchar"),
     (Record.total, "numeric"),
-    (Record.batch_id, "int8"),
-    (Record.batch_position, "int4"),
+    (BatchEntry.batch_id, "int8"),
+    (BatchEntry.position, "int4"),
 )
 _RECORD_COLUMNS = tuple(column for column, _ in _RECORD_COLUMNS_AND_PG_TYPES)
 _PG_TYPES = [pg_type for _, pg_type in _RECORD_COLUMNS_AND_PG_TYPES]
@@ -297,7 +298,11 @@ class Auditor:
     @staticmethod
     def _scope_records(query: Any, scope: AuditScope) -> Any:
         if scope.batch_id is not None:
-            query = query.where(Record.batch_id == scope.batch_id)
+            query = query.where(
+                Record.id.in_(
+                    select(BatchEntry.record_id).where(BatchEntry.batch_id == scope.batch_id)
+                )
+            )
         if scope.since is not None:
             query = query.where(Record.accepted_at >= scope.since)
         if scope.buyer is not None:
@@ -365,12 +370,12 @@ class Auditor:
         One server-side cursor for the whole ledger: a query per batch cost a
         cursor round trip per 1,000 records.
         """
-        query = select(*_RECORD_COLUMNS).where(Record.batch_id.is_not(None))
+        query = select(*_RECORD_COLUMNS).join(BatchEntry, BatchEntry.record_id == Record.id)
         if scope.batch_id is not None:
-            query = query.where(Record.batch_id == scope.batch_id)
+            query = query.where(BatchEntry.batch_id == scope.batch_id)
         elif not scope.whole_ledger:
-            query = query.where(Record.batch_id.in_([b.id for b in batches]))
-        query = query.order_by(Record.batch_id, Record.batch_position, Record.id)
+            query = query.where(BatchEntry.batch_id.in_([b.id for b in batches]))
+        query = query.order_by(BatchEntry.batch_id, BatchEntry.position, Record.id)
         return _BatchedRows(_stream_records(session, query))
 
     def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:
@@ -381,7 +386,11 @@ class Auditor:
             query = query.where(Batch.sealed_at >= scope.since)
         if scope.buyer is not None:
             query = query.where(
-                Batch.id.in_(select(Record.batch_id).where(Record.buyer_ruc == scope.buyer))
+                Batch.id.in_(
+                    select(BatchEntry.batch_id)
+                    .join(Record, Record.id == BatchEntry.record_id)
+                    .where(Record.buyer_ruc == scope.buyer)
+                )
             )
         return list(session.scalars(query))
 
@@ -493,9 +502,10 @@ class Auditor:
         # Another session: this one's connection may be streaming a COPY.
         with self.session_factory() as other:
             proofs = other.execute(
-                select(Record.hash, Record.proof)
-                .where(Record.batch_id == batch.id)
-                .order_by(Record.batch_position, Record.id)
+                select(Record.hash, BatchEntry.proof)
+                .join(BatchEntry, BatchEntry.record_id == Record.id)
+                .where(BatchEntry.batch_id == batch.id)
+                .order_by(BatchEntry.position, Record.id)
             ).all()
         for record_hash, proof in proofs:
             data = proof or b""
@@ -621,14 +631,25 @@ class Auditor:
     ) -> None:
         if scope.batch_id is not None:
             return
+        # Records in no batch: each must be queued for one, and not for too long.
         query = self._scope_records(
-            select(*_RECORD_COLUMNS, Record.accepted_at).where(Record.batch_id.is_(None)),
+            select(*_RECORD_COLUMNS, Record.accepted_at, PendingRecord.record_id.label("queued"))
+            .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
+            .outerjoin(PendingRecord, PendingRecord.record_id == Record.id)
+            .where(BatchEntry.record_id.is_(None)),
             scope,
         ).order_by(Record.id)
         for row in _stream(session, query):
             _check_record(row, report)
             self.progress(1)
-            if now - row.accepted_at > self.pending_window:
+            if row.queued is None:
+                report.add(
+                    UNQUEUED_RECORD,
+                    "in no batch and not queued for one: it would never be anchored",
+                    record_id=row.id,
+                    record_hash=row.hash,
+                )
+            elif now - row.accepted_at > self.pending_window:
                 report.add(
                     UNANCHORED_TOO_LONG,
                     f"accepted at {row.accepted_at.isoformat()} and still in no batch",

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.orm import Session
 
 from app.db import copy_rows, postgresql_cursor, serialized_writes
 from app.metrics import BATCHES_SEALED
-from app.models import SEALED, Batch, Record, utcnow
+from app.models import SEALED, Batch, BatchEntry, PendingRecord, Record, utcnow
 from ledger.merkle import MerkleTree
 
 
@@ -32,56 +32,64 @@ def seal_batches(
     sealed: list[Batch] = []
     now = now or utcnow()
     records = cast(Table, Record.__table__)
-    pending_ids = select(records.c.id, records.c.hash).where(records.c.batch_id.is_(None))
+    pending = cast(Table, PendingRecord.__table__)
     while True:
-        # Plain Core rows of two columns: the ORM rows with a converted
-        # accepted_at for each of 1,000 records were a twentieth of a bulk
-        # ingest's CPU, and the age matters only for a batch not yet full.
-        pending = session.execute(pending_ids.order_by(records.c.id).limit(max_size)).all()
-        if not pending:
+        taken = session.execute(next_in_queue(max_size)).all()
+        if not taken:
             break
-        due = len(pending) >= max_size
+        due = len(taken) >= max_size
         if not due:
             oldest = session.scalar(
-                select(func.min(records.c.accepted_at)).where(records.c.batch_id.is_(None))
+                select(func.min(records.c.accepted_at)).join(
+                    pending, pending.c.record_id == records.c.id
+                )
             )
             due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
         # The tree and its proofs are built before queueing for the write lock
         # (SQLite: one writer at a time across processes).
-        tree = MerkleTree.of([row.hash for row in pending])
+        tree = MerkleTree.of([row.hash for row in taken])
         proofs = tree.proof_bytes()
         with serialized_writes(session):
-            sealed.append(_seal(session, [row.id for row in pending], tree.root, proofs))
+            sealed.append(_seal(session, [row.record_id for row in taken], tree.root, proofs))
     return sealed
 
 
-# PostgreSQL: the batch's (id, position, proof) rows are streamed into a
-# session-local staging table with binary COPY, then every record of the batch
-# is updated by one statement. The ORM's executemany by primary key was an
-# eighth of a bulk ingest's CPU; array parameters (unnest) cost psycopg a
-# Python loop per element, measured at 4.5%. (Constant texts: no input.)
-_PG_CREATE_SEAL_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS batch_positions_incoming "
-    "(id int8, position int4, proof bytea) ON COMMIT DELETE ROWS"
-)
-_PG_SEAL_COPY = (
-    "COPY pg_temp.batch_positions_incoming (id, position, proof) FROM STDIN (FORMAT BINARY)"
-)
-# The ids are also given as an array: the staging table is never analysed,
-# so the planner guessed thousands of rows and joined them against a
-# sequential scan of all records, a cost that grew with the ledger on every
-# seal; `id = ANY(...)` makes it fetch the batch's rows by primary key.
-_PG_SEAL = (
-    "WITH staged AS (DELETE FROM pg_temp.batch_positions_incoming RETURNING id, position, proof) "
-    "UPDATE records SET batch_id = %(batch_id)s, batch_position = staged.position, "
-    "proof = staged.proof FROM staged "
-    "WHERE records.id = staged.id AND records.id = ANY(%(ids)s::int8[])"
-)
+def next_in_queue(limit: int) -> Select[tuple[int, str]]:
+    """The ids and hashes of the first ``limit`` pending records, in order.
+
+    Plain Core rows of two columns: the ORM rows with a converted accepted_at
+    for each of 1,000 records were a twentieth of a bulk ingest's CPU, and
+    the age matters only for a batch not yet full.
+    """
+    records = cast(Table, Record.__table__)
+    pending = cast(Table, PendingRecord.__table__)
+    return (
+        select(pending.c.record_id, records.c.hash)
+        .join(records, records.c.id == pending.c.record_id)
+        .order_by(pending.c.record_id)
+        .limit(limit)
+    )
 
 
-_SQLITE_SEAL = "UPDATE records SET batch_id = ?, batch_position = ?, proof = ? WHERE id = ?"
+# Sealing inserts a narrow row per record (batch, position, proof) and takes
+# it off the pending queue; the record itself is never written again.
+# PostgreSQL: the entries go in by binary COPY; the ORM's executemany was an
+# eighth of a bulk ingest's CPU, and array parameters (unnest) cost psycopg a
+# Python loop per element. (Constant texts: no input.)
+_PG_COPY_ENTRIES = (
+    "COPY batch_entries (record_id, batch_id, position, proof) FROM STDIN (FORMAT BINARY)"
+)
+# SQLite: multi-row VALUES and one DELETE, each a single step of SQLite's. An
+# executemany steps once per row, and each step gives up Python's GIL and
+# waits to get it back from the request threads while holding the database's
+# one write lock. 1,000 rows x 4 values stay under SQLite's 32,766 variables.
+_SQLITE_ENTRY_ROWS = 1000
+_UNQUEUE = text(
+    "DELETE FROM pending_records WHERE record_id IN "
+    "(SELECT record_id FROM batch_entries WHERE batch_id = :batch_id)"
+)
 
 
 def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes]) -> Batch:
@@ -90,24 +98,30 @@ def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes
     session.add(batch)
     session.flush()
     connection = session.connection()
+    entries = [
+        (record_id, batch_id, position, proof)
+        for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
+    ]
     if connection.dialect.name == "postgresql":
         with postgresql_cursor(connection) as cursor:
-            cursor.execute(_PG_CREATE_SEAL_STAGE)
-            staged = (
-                (record_id, position, proof)
-                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
-            )
-            copy_rows(cursor, _PG_SEAL_COPY, ["int8", "int4", "bytea"], staged)
-            cursor.execute(_PG_SEAL, {"batch_id": batch_id, "ids": record_ids})
+            copy_rows(cursor, _PG_COPY_ENTRIES, ["int8", "int8", "int4", "bytea"], entries)
     else:
-        # The DB-API's executemany with plain tuples: through SQLAlchemy's
-        # per-row parameter processing it took longer than SQLite's own work.
-        connection.exec_driver_sql(
-            _SQLITE_SEAL,
-            [
-                (batch_id, position, proof, record_id)
-                for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
-            ],
+        # Plain tuples to the DB-API: through SQLAlchemy's per-row parameter
+        # processing it took longer than SQLite's own work.
+        for start in range(0, len(entries), _SQLITE_ENTRY_ROWS):
+            chunk = entries[start : start + _SQLITE_ENTRY_ROWS]
+            connection.exec_driver_sql(
+                "INSERT INTO batch_entries (record_id, batch_id, position, proof) VALUES "  # noqa: S608
+                + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
+                tuple(value for entry in chunk for value in entry),
+            )
+    unqueued = connection.execute(_UNQUEUE, {"batch_id": batch_id}).rowcount
+    if unqueued != len(record_ids):
+        # Another sealer took some of them (two leaders): this batch must not exist.
+        session.rollback()
+        raise RuntimeError(
+            f"batch {batch_id}: {len(record_ids) - unqueued} of its records "
+            "were no longer pending; not sealed"
         )
     session.commit()
     BATCHES_SEALED.inc()
@@ -118,7 +132,10 @@ def batch_tree(*, session: Session, batch: Batch) -> MerkleTree:
     """Rebuild a batch's tree from its records, in the order it was built."""
     hashes = list(
         session.scalars(
-            select(Record.hash).where(Record.batch_id == batch.id).order_by(Record.batch_position)
+            select(Record.hash)
+            .join(BatchEntry, BatchEntry.record_id == Record.id)
+            .where(BatchEntry.batch_id == batch.id)
+            .order_by(BatchEntry.position)
         )
     )
     return MerkleTree.of(hashes)

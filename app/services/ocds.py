@@ -46,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure, InvalidInput
-from app.models import Batch, ChainTarget, Record
+from app.models import Batch, BatchEntry, ChainTarget, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
 from app.services.receipts import receipt_from_rows
@@ -597,8 +597,9 @@ def _stored_orders(
 ) -> Iterator[_Stored]:
     """Purchase-order records in ledger order, each with the receipt the API would serve."""
     query = (
-        select(Record, Batch)
-        .outerjoin(Batch, Record.batch_id == Batch.id)
+        select(Record, BatchEntry.proof, Batch)
+        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
+        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
         .execution_options(yield_per=_YIELD_PER)
@@ -608,7 +609,7 @@ def _stored_orders(
     if since is not None:
         query = query.where(Record.issued_at >= since)
     target = session.get(ChainTarget, 1)
-    for stored, batch in session.execute(query):
+    for stored, proof, batch in session.execute(query):
         # Publishing a proof for bytes that no longer hash to it would be a lie.
         actual = hash_canonical(stored.canonical)
         if actual != stored.hash:
@@ -619,7 +620,7 @@ def _stored_orders(
         yield _Stored(
             record=parse_record(stored.canonical),
             record_hash=stored.hash,
-            receipt=receipt_from_rows(stored, batch, target),
+            receipt=receipt_from_rows(stored.hash, proof, batch, target),
         )
 
 

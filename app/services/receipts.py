@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
-from app.models import ANCHORED, FINAL, Batch, ChainTarget, Record
+from app.models import ANCHORED, FINAL, Batch, BatchEntry, ChainTarget, Record
 from ledger.hashing import from_hex32, to_hex
 from ledger.receipt import Receipt
 
@@ -27,18 +27,9 @@ def split_proof(proof: bytes | None) -> list[str]:
     return [to_hex(data[i : i + 32]) for i in range(0, len(data), 32)]
 
 
-class ProvenRecord(Protocol):
-    """The two columns a receipt needs: a Record row, or just those columns."""
-
-    @property
-    def hash(self) -> str: ...
-
-    @property
-    def proof(self) -> bytes | None: ...
-
-
 def receipt_from_rows(
-    record: ProvenRecord,
+    record_hash: str,
+    proof: bytes | None,
     batch: Batch | None,
     target: ChainTarget | None,
     *,
@@ -59,14 +50,14 @@ def receipt_from_rows(
         and (genesis is None or genesis == target.genesis_hash)
     )
     if not anchored or batch is None:
-        return Receipt.pending(record.hash)
+        return Receipt.pending(record_hash)
     assert batch.block_number is not None and batch.block_hash is not None  # noqa: S101
     assert batch.tx_hash is not None and batch.chain_id is not None  # noqa: S101
     assert batch.contract is not None and batch.log_index is not None  # noqa: S101
     assert batch.block_timestamp is not None  # noqa: S101
     return Receipt.anchored(
-        record_hash=record.hash,
-        proof=split_proof(record.proof),
+        record_hash=record_hash,
+        proof=split_proof(proof),
         root=batch.root,
         batch_id=batch.id,
         batch_size=batch.size,
@@ -84,13 +75,16 @@ def receipt_from_rows(
 def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
     # Only the columns a receipt needs: never the record's canonical bytes.
     row = session.execute(
-        select(Record.hash, Record.proof, Batch)
-        .outerjoin(Batch, Record.batch_id == Batch.id)
+        select(Record.hash, BatchEntry.proof, Batch)
+        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
+        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
         .where(Record.hash == parse_hash(record_hash))
     ).one_or_none()
     if row is None:
         raise NotFound(f"no record with hash {record_hash}")
-    return receipt_from_rows(row, row.Batch, session.get(ChainTarget, 1), genesis=genesis)
+    return receipt_from_rows(
+        row.hash, row.proof, row.Batch, session.get(ChainTarget, 1), genesis=genesis
+    )
 
 
 def get_record_bytes(*, session: Session, record_hash: str) -> bytes:

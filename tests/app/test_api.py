@@ -300,7 +300,7 @@ def test_list_reads_query_columns_not_records_bytes(
     assert [i["order_number"] for i in items] == [order(80)["order_number"]]
     listing = [s for s in statements if "FROM records" in s]
     assert listing and all(
-        "records.canonical" not in s and "records.proof" not in s for s in listing
+        "records.canonical" not in s and "batch_entries.proof" not in s for s in listing
     )
 
 

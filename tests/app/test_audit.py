@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from app.models import Batch, Record
+from app.models import Batch, BatchEntry, PendingRecord, Record
 from app.runtime import Runtime
 from app.services.audit import AuditReport, AuditScope
 from ledger.chain import ChainClient
@@ -67,9 +67,16 @@ def test_edited_derived_column(ledger: Any) -> None:
     assert report.discrepancies[0].detail == "column total disagrees with the record's bytes"
 
 
+def delete_record(runtime: Runtime, record_hash: str) -> None:
+    """Delete a record and its batch entry (the foreign key refuses the record alone)."""
+    record_id = select(Record.id).where(Record.hash == record_hash).scalar_subquery()
+    change(runtime, delete(BatchEntry).where(BatchEntry.record_id == record_id))
+    change(runtime, delete(Record).where(Record.hash == record_hash))
+
+
 def test_deleted_record(ledger: Any) -> None:
     runtime, hashes = ledger
-    change(runtime, delete(Record).where(Record.hash == hashes[12]))
+    delete_record(runtime, hashes[12])
     report = audit(runtime)
     assert kinds(report) == Counter({"missing_record": 1})
     assert report.discrepancies[0].batch_id == 2
@@ -77,7 +84,12 @@ def test_deleted_record(ledger: Any) -> None:
 
 def test_record_moved_to_another_batch(ledger: Any) -> None:
     runtime, hashes = ledger
-    change(runtime, update(Record).where(Record.hash == hashes[0]).values(batch_id=3))
+    record_id = select(Record.id).where(Record.hash == hashes[0]).scalar_subquery()
+    # To a position batch 3 does not have (10 records: positions 0-9).
+    change(
+        runtime,
+        update(BatchEntry).where(BatchEntry.record_id == record_id).values(batch_id=3, position=10),
+    )
     report = audit(runtime)
     assert kinds(report) == Counter({"missing_record": 1, "extra_record": 1})
     assert {d.kind: d.batch_id for d in report.discrepancies} == {
@@ -151,9 +163,22 @@ def test_unanchored_too_long(ledger: Any) -> None:
     assert {d.record_hash for d in report.discrepancies} == set(hashes[30:])
 
 
+def test_record_taken_off_the_queue_without_a_batch(ledger: Any) -> None:
+    # It would never be sealed, so never anchored: found at once, not after the window.
+    runtime, hashes = ledger
+    record_id = select(Record.id).where(Record.hash == hashes[31]).scalar_subquery()
+    change(runtime, delete(PendingRecord).where(PendingRecord.record_id == record_id))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"unqueued_record": 1})
+    assert report.discrepancies[0].record_hash == hashes[31]
+    assert report.discrepancies[0].detail == (
+        "in no batch and not queued for one: it would never be anchored"
+    )
+
+
 def test_scoped_runs(ledger: Any) -> None:
     runtime, hashes = ledger
-    change(runtime, delete(Record).where(Record.hash == hashes[25]))
+    delete_record(runtime, hashes[25])
     only_batch_1 = audit(runtime, AuditScope(batch_id=1))
     assert only_batch_1.ok and only_batch_1.records_checked == 10
     only_batch_3 = audit(runtime, AuditScope(batch_id=3))

@@ -1,35 +1,79 @@
-"""Sealing on PostgreSQL stays a per-batch cost however large the ledger grows."""
+"""Sealing stays a per-batch cost however large the ledger grows, and never
+rewrites a record."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, event, func, select, text
 
 from app.cli import upgrade_database
-from app.db import make_engine, make_session_factory, postgresql_cursor
+from app.db import SessionFactory, make_engine, make_session_factory
+from app.models import Batch, BatchEntry, PendingRecord
 from app.purchase_order import PurchaseOrder
-from app.services.batching import _PG_CREATE_SEAL_STAGE, _PG_SEAL
+from app.services.batching import _seal, next_in_queue, seal_batches
 from app.services.ingest import record_orders
+from ledger.merkle import MerkleTree
 from tests.support.orders import order
 from tests.support.services import ensure_agency
 
-pytestmark = [pytest.mark.db, pytest.mark.postgresql_only]
+pytestmark = pytest.mark.db
 
 LEDGER_ROWS = 60_000
 
 
-def test_the_seal_update_reaches_records_by_primary_key_not_by_a_scan(database_url: str) -> None:
-    # The staging table is never analysed; joined as-is, the planner guessed
-    # thousands of rows and scanned every record on every seal.
+@pytest.fixture
+def session_factory(database_url: str) -> Iterator[SessionFactory]:
     upgrade_database(database_url)
     engine = make_engine(database_url, pool_size=1)
-    session_factory = make_session_factory(engine)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sealing_inserts_entries_and_empties_the_queue_without_writing_records(
+    session_factory: SessionFactory,
+) -> None:
+    agency = ensure_agency(session_factory)
+    orders = [PurchaseOrder.model_validate(order(n)) for n in range(30)]
+    with session_factory() as session:
+        record_orders(session=session, agency=agency, orders=orders)
+        assert session.scalar(select(func.count()).select_from(PendingRecord)) == 30
+        statements: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            sealed = seal_batches(session=session, max_size=20, max_age_seconds=0, force=True)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert [b.size for b in sealed] == [20, 10]
+        assert session.scalar(select(func.count()).select_from(PendingRecord)) == 0
+        entries = session.execute(
+            select(BatchEntry.batch_id, BatchEntry.position).order_by(BatchEntry.record_id)
+        ).all()
+    assert [tuple(e) for e in entries] == [(1, p) for p in range(20)] + [(2, p) for p in range(10)]
+    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "COPY"))]
+    assert writes and not any("records " in s.split("(")[0] for s in writes), writes
+
+
+@pytest.mark.postgresql_only
+def test_taking_the_queue_reaches_records_by_primary_key_not_by_a_scan(
+    session_factory: SessionFactory,
+) -> None:
     agency = ensure_agency(session_factory)
     with session_factory() as session:
         record_orders(
             session=session, agency=agency, orders=[PurchaseOrder.model_validate(order(1))]
         )
-        # A ledger of LEDGER_ROWS records, copies of that one with their own keys.
+        # A ledger of LEDGER_ROWS records, copies of that one with their own keys,
+        # of which the newest 1,000 are queued.
         session.execute(
             text(
                 "INSERT INTO records (hash, canonical, schema, buyer_ruc, buyer_name, order_number,"
@@ -40,22 +84,40 @@ def test_the_seal_update_reaches_records_by_primary_key_not_by_a_scan(database_u
             ),
             {"rows": LEDGER_ROWS},
         )
+        session.execute(
+            text(
+                "INSERT INTO pending_records (record_id) SELECT id FROM records"
+                " WHERE id > (SELECT max(id) - 1000 FROM records) ON CONFLICT DO NOTHING"
+            )
+        )
         session.commit()
         session.execute(text("ANALYZE records"))
+        session.execute(text("ANALYZE pending_records"))
         session.commit()
-        ids = list(session.scalars(text("SELECT id FROM records ORDER BY id DESC LIMIT 1000")))
-        with postgresql_cursor(session.connection()) as cursor:
-            cursor.execute(_PG_CREATE_SEAL_STAGE)
-            # A batch of 1,000 with proofs of 10 siblings, as a real seal stages it.
-            cursor.execute(
-                "INSERT INTO pg_temp.batch_positions_incoming"
-                " SELECT id, 0, decode(repeat('ab', 320), 'hex') FROM records"
-                " WHERE id = ANY(%(ids)s)",
-                {"ids": ids},
-            )
-            cursor.execute("EXPLAIN " + _PG_SEAL, {"batch_id": 1, "ids": ids})
-            plan = "\n".join(line for (line,) in cursor.fetchall())
+        connection = session.connection()
+        query = next_in_queue(1000).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+        plan = "\n".join(line for (line,) in connection.exec_driver_sql(f"EXPLAIN {query}"))
         session.rollback()
-    engine.dispose()
     assert "Seq Scan on records" not in plan, plan
-    assert "Index Cond: (id = ANY" in plan, plan
+
+
+def test_a_batch_is_not_sealed_with_records_that_left_the_queue(
+    session_factory: SessionFactory,
+) -> None:
+    # What a second sealer (two leaders) would leave behind: records taken off
+    # the queue. Sealing them again must fail whole, leaving no batch.
+    agency = ensure_agency(session_factory)
+    orders = [PurchaseOrder.model_validate(order(n)) for n in range(3)]
+    with session_factory() as session:
+        record_orders(session=session, agency=agency, orders=orders)
+        taken = session.execute(next_in_queue(3)).all()
+        session.execute(delete(PendingRecord).where(PendingRecord.record_id == taken[0].record_id))
+        session.commit()
+        tree = MerkleTree.of([row.hash for row in taken])
+        with pytest.raises(RuntimeError, match="batch 1: 1 of its records were no longer pending"):
+            _seal(session, [row.record_id for row in taken], tree.root, tree.proof_bytes())
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+        assert session.scalar(select(func.count()).select_from(BatchEntry)) == 0
+        assert session.scalar(select(func.count()).select_from(PendingRecord)) == 2

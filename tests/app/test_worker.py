@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.models import Batch, ChainTarget, Record, utcnow
+from app.models import Batch, BatchEntry, ChainTarget, Record, utcnow
 from app.runtime import Runtime
 from app.services.batching import seal_batches
 from app.services.receipts import get_receipt
@@ -47,7 +47,9 @@ def test_seals_by_size_and_by_age(runtime: Runtime) -> None:
         aged = seal_batches(session=session, max_size=100, max_age_seconds=3600, now=later)
         assert [(b.id, b.size) for b in aged] == [(3, 50)]
         positions = session.scalars(
-            select(Record.batch_position).where(Record.batch_id == 3).order_by(Record.id)
+            select(BatchEntry.position)
+            .where(BatchEntry.batch_id == 3)
+            .order_by(BatchEntry.record_id)
         ).all()
         assert list(positions) == list(range(50))
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.cli import upgrade_database
 from app.main import create_app
-from app.models import Batch, Record
+from app.models import Batch, BatchEntry, PendingRecord, Record
 from app.runtime import Runtime
 from app.services.agencies import add_agency
 from tests.support.orders import BUYER_RUC, order
@@ -120,12 +120,16 @@ def test_sqlite_disk_full_then_freed(tiny_disk: Path, make_settings: Any) -> Non
             assert full is not None, "the disk never filled up"
             assert_503(full, "the database's disk is full")
             assert record_count(runtime) == accepted  # the failed request left nothing
-            # Sealing on the full disk fails as a whole: no batch row, no record moved.
+            # A seal that hits the full disk fails as a whole: the batches sealed
+            # before it are complete, and every record is in one of them or queued.
             with pytest.raises(OperationalError, match="disk is full"):
                 runtime.make_worker().tick(force_seal=True)
             with runtime.session_factory() as session:
-                assert session.scalar(select(func.count()).select_from(Batch)) == 0
-                assert session.scalar(select(func.count()).where(Record.batch_id.is_not(None))) == 0
+                sealed = session.scalar(select(func.coalesce(func.sum(Batch.size), 0)))
+                entries = session.scalar(select(func.count()).select_from(BatchEntry))
+                queued = session.scalar(select(func.count()).select_from(PendingRecord))
+            assert sealed is not None and sealed < accepted
+            assert (entries, entries + (queued or 0)) == (sealed, accepted)
             filler.unlink()
             response = client.post("/v1/purchase-orders/bulk", json=body, headers=headers)
             assert response.status_code == 200 and response.json()["summary"] == {"created": 100}

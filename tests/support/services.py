@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.db import SessionFactory
-from app.models import Agency, Batch, Record
+from app.models import Agency, Batch, PendingRecord
 from app.purchase_order import PurchaseOrder
 from app.services.agencies import add_agency
 from app.services.ingest import record_orders
@@ -41,7 +41,7 @@ def ingest(session_factory: SessionFactory, numbers: range) -> list[str]:
 def counts(session_factory: SessionFactory) -> dict[str, int]:
     with session_factory() as session:
         rows = session.execute(select(Batch.status, func.count()).group_by(Batch.status))
-        pending = session.scalar(select(func.count()).where(Record.batch_id.is_(None)))
+        pending = session.scalar(select(func.count()).select_from(PendingRecord))
     return {**dict(rows.all()), "pending_records": pending or 0}
 
 

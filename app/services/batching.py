@@ -31,19 +31,13 @@ def seal_batches(
     """Seal every batch that is due; ``force`` seals what is pending now, whatever its age."""
     sealed: list[Batch] = []
     now = now or utcnow()
-    records = cast(Table, Record.__table__)
-    pending = cast(Table, PendingRecord.__table__)
     while True:
         taken = session.execute(next_in_queue(max_size)).all()
         if not taken:
             break
         due = len(taken) >= max_size
         if not due:
-            oldest = session.scalar(
-                select(func.min(records.c.accepted_at)).join(
-                    pending, pending.c.record_id == records.c.id
-                )
-            )
+            oldest = oldest_pending(session)
             due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
@@ -56,6 +50,18 @@ def seal_batches(
     return sealed
 
 
+def oldest_pending(session: Session) -> datetime | None:
+    """When the first record of the queue was accepted (None: the queue is empty).
+
+    The first by id: ids are drawn a moment after the acceptance time is
+    taken, so between concurrent groups this may be later than the true
+    oldest by that moment (milliseconds), never by a batch. One index lookup,
+    where a min() over the queue joined with records scanned every record.
+    """
+    first = select(func.min(PendingRecord.record_id)).scalar_subquery()
+    return session.scalar(select(Record.accepted_at).where(Record.id == first))
+
+
 def next_in_queue(limit: int) -> Select[tuple[int, str]]:
     """The ids and hashes of the first ``limit`` pending records, in order.
 
@@ -65,11 +71,15 @@ def next_in_queue(limit: int) -> Select[tuple[int, str]]:
     """
     records = cast(Table, Record.__table__)
     pending = cast(Table, PendingRecord.__table__)
+    # The queue's head first, then each record by primary key. Joined whole,
+    # PostgreSQL planned from the queue's statistics, which count the rows
+    # sealed since the last analyse: it merge-joined along every record of the
+    # ledger (37 ms at 121,000 records, growing).
+    head = select(pending.c.record_id).order_by(pending.c.record_id).limit(limit).subquery()
     return (
-        select(pending.c.record_id, records.c.hash)
-        .join(records, records.c.id == pending.c.record_id)
-        .order_by(pending.c.record_id)
-        .limit(limit)
+        select(head.c.record_id, records.c.hash)
+        .join(records, records.c.id == head.c.record_id)
+        .order_by(head.c.record_id)
     )
 
 

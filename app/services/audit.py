@@ -375,7 +375,8 @@ class Auditor:
             query = query.where(BatchEntry.batch_id == scope.batch_id)
         elif not scope.whole_ledger:
             query = query.where(BatchEntry.batch_id.in_([b.id for b in batches]))
-        query = query.order_by(BatchEntry.batch_id, BatchEntry.position, Record.id)
+        # (batch, position) is unique: no third key, which PostgreSQL sorted on.
+        query = query.order_by(BatchEntry.batch_id, BatchEntry.position)
         return _BatchedRows(_stream_records(session, query))
 
     def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:

@@ -325,12 +325,12 @@ def _insert_new_sqlite(
     and queue them for sealing; returns the hashes actually inserted.
 
     Every statement here is one step of SQLite's: the rows' ids are not
-    returned one by one (each row fetched, like each row of an executemany,
-    gives up Python's GIL and waits to get it back from the request threads,
-    which made the writer hold SQLite's single write lock twice as long under
-    load). This write transaction excludes every other writer, so the rows it
-    inserted took consecutive ids (SQLite gives a new row the highest id + 1),
-    ending at the last one inserted.
+    returned one by one, because each row fetched (like each row of an
+    executemany) gives up Python's GIL and must win it back from the request
+    threads while SQLite's single write lock is held. This write transaction
+    excludes every other writer, so the rows it inserted took consecutive ids
+    (SQLite gives a new row the highest id + 1), ending at the last one
+    inserted.
     """
     inserted = sum(connection.exec_driver_sql(sql, values).rowcount for sql, values in inserts)
     if not inserted:

@@ -24,6 +24,13 @@ pytestmark = pytest.mark.db
 LEDGER_ROWS = 60_000
 
 
+def record(session_factory: SessionFactory, count: int) -> None:
+    """Record ``count`` distinct orders through the ingest service."""
+    orders = [PurchaseOrder.model_validate(order(n)) for n in range(count)]
+    with session_factory() as session:
+        record_orders(session=session, agency=ensure_agency(session_factory), orders=orders)
+
+
 @pytest.fixture
 def session_factory(database_url: str) -> Iterator[SessionFactory]:
     upgrade_database(database_url)
@@ -37,10 +44,8 @@ def session_factory(database_url: str) -> Iterator[SessionFactory]:
 def test_sealing_inserts_entries_and_empties_the_queue_without_writing_records(
     session_factory: SessionFactory,
 ) -> None:
-    agency = ensure_agency(session_factory)
-    orders = [PurchaseOrder.model_validate(order(n)) for n in range(30)]
+    record(session_factory, 30)
     with session_factory() as session:
-        record_orders(session=session, agency=agency, orders=orders)
         assert session.scalar(select(func.count()).select_from(PendingRecord)) == 30
         statements: list[str] = []
 
@@ -67,11 +72,8 @@ def test_sealing_inserts_entries_and_empties_the_queue_without_writing_records(
 def test_taking_the_queue_fetches_records_by_primary_key_not_by_a_scan(
     session_factory: SessionFactory,
 ) -> None:
-    agency = ensure_agency(session_factory)
+    record(session_factory, 1)
     with session_factory() as session:
-        record_orders(
-            session=session, agency=agency, orders=[PurchaseOrder.model_validate(order(1))]
-        )
         # A ledger of LEDGER_ROWS records, copies of that one with their own keys,
         # of which the newest 1,000 are queued; the queue's statistics still
         # count the rows sealed since it was last analysed, as under load.
@@ -118,10 +120,8 @@ def test_a_batch_is_not_sealed_with_records_that_left_the_queue(
 ) -> None:
     # What a second sealer (two leaders) would leave behind: records taken off
     # the queue. Sealing them again must fail whole, leaving no batch.
-    agency = ensure_agency(session_factory)
-    orders = [PurchaseOrder.model_validate(order(n)) for n in range(3)]
+    record(session_factory, 3)
     with session_factory() as session:
-        record_orders(session=session, agency=agency, orders=orders)
         taken = session.execute(next_in_queue(3)).all()
         session.execute(delete(PendingRecord).where(PendingRecord.record_id == taken[0].record_id))
         session.commit()

@@ -50,6 +50,7 @@ CHAIN_GAP = "chain_gap"  # a batch id was never anchored while later ones were
 DUPLICATE_ANCHOR = "duplicate_anchor"  # one batch id anchored more than once
 UNANCHORED_TOO_LONG = "unanchored_too_long"  # pending past the batching window
 UNQUEUED_RECORD = "unqueued_record"  # in no batch and not queued for one: never to be anchored
+QUEUED_IN_BATCH = "queued_in_batch"  # in a batch and still queued: sealing would stop on it
 
 _STREAM_CHUNK = 5_000
 
@@ -341,6 +342,7 @@ class Auditor:
             finally:
                 rows.close()
             self._check_pending(session, scope, now, report)
+            self._check_queued_in_batch(session, scope, report)
         return report
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
@@ -625,6 +627,26 @@ class Auditor:
                 batch_id=batch.id,
                 expected=self.confirmations,
                 actual=depth,
+            )
+
+    def _check_queued_in_batch(
+        self, session: Session, scope: AuditScope, report: AuditReport
+    ) -> None:
+        """Records still queued although in a batch: only a change made outside
+        Ancla leaves one, and the seal that takes it from the queue fails."""
+        query = self._scope_records(
+            select(Record.id, Record.hash, BatchEntry.batch_id)
+            .join(PendingRecord, PendingRecord.record_id == Record.id)
+            .join(BatchEntry, BatchEntry.record_id == Record.id),
+            scope,
+        ).order_by(Record.id)
+        for row in session.execute(query):
+            report.add(
+                QUEUED_IN_BATCH,
+                f"in batch {row.batch_id} and still queued for one: sealing stops on it",
+                batch_id=row.batch_id,
+                record_id=row.id,
+                record_hash=row.hash,
             )
 
     def _check_pending(

@@ -8,11 +8,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.models import Batch, BatchEntry, PendingRecord, Record
 from app.runtime import Runtime
 from app.services.audit import AuditReport, AuditScope
+from app.services.batching import seal_batches
 from ledger.chain import ChainClient
 from tests.support.services import ancla, audit, ingest, settings_env
 
@@ -161,6 +163,19 @@ def test_unanchored_too_long(ledger: Any) -> None:
     report = audit(runtime, window=0)
     assert kinds(report) == Counter({"unanchored_too_long": 2})
     assert {d.record_hash for d in report.discrepancies} == set(hashes[30:])
+
+
+def test_record_queued_again_after_its_batch(ledger: Any) -> None:
+    runtime, hashes = ledger
+    record_id = select(Record.id).where(Record.hash == hashes[5]).scalar_subquery()
+    change(runtime, insert(PendingRecord).from_select(["record_id"], select(record_id)))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"queued_in_batch": 1})
+    found = report.discrepancies[0]
+    assert (found.record_hash, found.batch_id) == (hashes[5], 1)
+    assert found.detail == "in batch 1 and still queued for one: sealing stops on it"
+    with runtime.session_factory() as session, pytest.raises(IntegrityError):
+        seal_batches(session=session, max_size=10, max_age_seconds=5, force=True)
 
 
 def test_record_taken_off_the_queue_without_a_batch(ledger: Any) -> None:

@@ -19,7 +19,7 @@ from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
 from app.errors import InvalidInput, NotFound
-from app.models import Batch, BatchEntry, Record
+from app.models import Batch, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import (
@@ -31,7 +31,7 @@ from app.services.ingest import (
     prepare_orders,
     stored_status,
 )
-from app.services.receipts import record_status
+from app.services.receipts import record_status, with_batch
 from ledger.canonical import parse_json_strict
 
 router = APIRouter(
@@ -175,11 +175,9 @@ def list_orders(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
     query = (
-        select(Record, Batch)
+        with_batch(select(Record, Batch))
         # A page shows the query columns only: not the records' bytes.
         .options(defer(Record.canonical))
-        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
-        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
         .limit(limit + 1)
@@ -216,9 +214,7 @@ def get_order(
     order_number: Annotated[str, Path(max_length=64)],
 ) -> dict[str, Any]:
     rows = session.execute(
-        select(Record, Batch)
-        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
-        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
+        with_batch(select(Record, Batch))
         .where(Record.buyer_ruc == buyer_ruc, Record.order_number == order_number)
         .order_by(Record.id)
     ).all()

@@ -49,7 +49,7 @@ from app.errors import IntegrityFailure, InvalidInput
 from app.models import Batch, BatchEntry, ChainTarget, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
-from app.services.receipts import receipt_from_rows
+from app.services.receipts import receipt_from_rows, with_batch
 from ledger.canonical import hash_canonical, parse_record
 from ledger.canonical import record_hash as record_hash_of
 from ledger.receipt import Receipt
@@ -597,9 +597,7 @@ def _stored_orders(
 ) -> Iterator[_Stored]:
     """Purchase-order records in ledger order, each with the receipt the API would serve."""
     query = (
-        select(Record, BatchEntry.proof, Batch)
-        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
-        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
+        with_batch(select(Record, BatchEntry.proof, Batch))
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
         .execution_options(yield_per=_YIELD_PER)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
@@ -25,6 +25,17 @@ def parse_hash(text: str) -> str:
 def split_proof(proof: bytes | None) -> list[str]:
     data = proof or b""
     return [to_hex(data[i : i + 32]) for i in range(0, len(data), 32)]
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+def with_batch(query: Select[*_Columns]) -> Select[*_Columns]:
+    """``query`` over records, joined with each record's batch entry and batch
+    (both None while the record is pending)."""
+    return query.outerjoin(BatchEntry, BatchEntry.record_id == Record.id).outerjoin(
+        Batch, BatchEntry.batch_id == Batch.id
+    )
 
 
 def receipt_from_rows(
@@ -75,10 +86,9 @@ def receipt_from_rows(
 def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
     # Only the columns a receipt needs: never the record's canonical bytes.
     row = session.execute(
-        select(Record.hash, BatchEntry.proof, Batch)
-        .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
-        .outerjoin(Batch, BatchEntry.batch_id == Batch.id)
-        .where(Record.hash == parse_hash(record_hash))
+        with_batch(select(Record.hash, BatchEntry.proof, Batch)).where(
+            Record.hash == parse_hash(record_hash)
+        )
     ).one_or_none()
     if row is None:
         raise NotFound(f"no record with hash {record_hash}")

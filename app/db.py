@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +191,27 @@ def copy_rows(
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def sqlite_multirow_inserts(
+    head: str, rows: Sequence[Sequence[Any]], *, rows_per_statement: int, tail: str = ""
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """``head`` (``INSERT INTO t (a, b)``) with ``rows`` as multi-row VALUES,
+    ``rows_per_statement`` rows to a statement, each with its parameters.
+
+    One statement is one step of SQLite's; an executemany steps once per row,
+    and each step gives up Python's GIL and must win it back from the request
+    threads while the database's one write lock is held. Keep
+    ``rows_per_statement`` x columns under SQLite's 32,766 variables.
+    """
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start : start + rows_per_statement]
+        marks = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        values = f"VALUES {', '.join([marks] * len(chunk))}"
+        params = tuple(value for row in chunk for value in row)
+        statements.append((f"{head} {values}{tail}", params))
+    return statements
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

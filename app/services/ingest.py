@@ -25,7 +25,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.db import SessionFactory, copy_rows, postgresql_cursor, serialized_writes
+from app.db import (
+    SessionFactory,
+    copy_rows,
+    postgresql_cursor,
+    serialized_writes,
+    sqlite_multirow_inserts,
+)
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
 from app.models import Batch, BatchEntry, Record, utcnow
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
@@ -362,30 +368,27 @@ def _sqlite_inserts(
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _INSERT_COLUMNS
     ]
-    row_marks = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
-    statements: list[tuple[str, tuple[Any, ...]]] = []
-    # The last value each column processed: every row of a group shares one
-    # accepted_at object, processed once instead of once per row.
-    last: list[tuple[Any, Any]] = [(None, None)] * len(processors)
-    for chunk in _chunks(rows, _SQLITE_INSERT_ROWS):
-        values: list[Any] = []
-        for row in chunk:
-            for column, (value, process) in enumerate(zip(row, processors, strict=True)):
-                if process is None or value is None:
-                    values.append(value)
-                elif value is last[column][0]:
-                    values.append(last[column][1])
-                else:
-                    processed = process(value)
-                    last[column] = (value, processed)
-                    values.append(processed)
-        sql = (
-            f"INSERT INTO records ({_COLUMN_LIST}) "  # noqa: S608
-            f"VALUES {', '.join([row_marks] * len(chunk))} "
-            "ON CONFLICT DO NOTHING"
-        )
-        statements.append((sql, tuple(values)))
-    return statements
+    processed_rows = [list(row) for row in rows]
+    for column, process in enumerate(processors):
+        if process is None:
+            continue
+        # The last value processed: every row of a group shares one
+        # accepted_at object, processed once instead of once per row.
+        last_value: Any = None
+        last_processed: Any = None
+        for values in processed_rows:
+            value = values[column]
+            if value is None:
+                continue
+            if value is not last_value:
+                last_value, last_processed = value, process(value)
+            values[column] = last_processed
+    return sqlite_multirow_inserts(
+        f"INSERT INTO records ({_COLUMN_LIST})",
+        processed_rows,
+        rows_per_statement=_SQLITE_INSERT_ROWS,
+        tail=" ON CONFLICT DO NOTHING",
+    )
 
 
 def _first_of_each(prepared: Sequence[Prepared]) -> list[Prepared]:

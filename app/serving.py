@@ -58,7 +58,7 @@ def serve(*, host: str, port: int, workers: int) -> None:
         workers,
     )
     # The supervisor hands its `sockets` to every worker it (re)starts, pickled;
-    # a OwnSocket unpickles, in the worker, as that worker's own socket.
+    # an OwnSocket unpickles, in the worker, as that worker's own socket.
     listener = cast(socket.socket, OwnSocket(address, config.backlog))
     supervisor = Multiprocess(config, sockets=[listener])
     supervisor.run()
@@ -114,7 +114,6 @@ def reuse_port_socket(address: Address, backlog: int) -> socket.socket:
         logger.error("cannot listen on %s: %s", _show(sockaddr), exc.strerror)
         # uvicorn's supervisor stops, instead of restarting forever, on this code.
         raise SystemExit(STARTUP_FAILURE) from exc
-    sock.set_inheritable(True)
     return sock
 
 

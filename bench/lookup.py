@@ -357,11 +357,10 @@ def fill(
                     ]
                     t1 = time.perf_counter()
                     tree = MerkleTree.of([r[HASH] for r in rows])
-                    proofs = tree.proofs()
+                    proofs = tree.proof_bytes()
                     batch_id = b + 1
                     for position, (row, proof) in enumerate(zip(rows, proofs, strict=True)):
-                        proof_bytes = bytes.fromhex("".join(proof).replace("0x", ""))
-                        entry_rows.append((row[ID], batch_id, position, proof_bytes))
+                        entry_rows.append((row[ID], batch_id, position, proof))
                         if first + position in wanted:
                             found[first + position] = row[HASH]
                     t2 = time.perf_counter()

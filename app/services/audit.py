@@ -30,7 +30,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
-from app.models import SEALED, SUBMITTED, Batch, BatchEntry, PendingRecord, Record, utcnow
+from app.models import (
+    SEALED,
+    SUBMITTED,
+    Agency,
+    Batch,
+    BatchEntry,
+    PendingRecord,
+    Record,
+    utcnow,
+)
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
 from ledger.merkle import MerkleTree, leaf_bytes, root_from_proof
 
@@ -51,6 +60,9 @@ DUPLICATE_ANCHOR = "duplicate_anchor"  # one batch id anchored more than once
 UNANCHORED_TOO_LONG = "unanchored_too_long"  # pending past the batching window
 UNQUEUED_RECORD = "unqueued_record"  # in no batch and not queued for one: never to be anchored
 QUEUED_IN_BATCH = "queued_in_batch"  # in a batch and still queued: sealing would stop on it
+# A batch entry naming no batch, a queue row naming no record, or a record
+# naming no agency: what foreign keys would refuse (there are none, models.py).
+DANGLING_REFERENCE = "dangling_reference"
 
 _STREAM_CHUNK = 5_000
 
@@ -343,6 +355,7 @@ class Auditor:
                 rows.close()
             self._check_pending(session, scope, now, report)
             self._check_queued_in_batch(session, scope, report)
+            self._check_references(session, scope, report)
         return report
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
@@ -647,6 +660,56 @@ class Auditor:
                 batch_id=row.batch_id,
                 record_id=row.id,
                 record_hash=row.hash,
+            )
+
+    def _check_references(self, session: Session, scope: AuditScope, report: AuditReport) -> None:
+        """Rows naming a batch, record or agency that is not in the database.
+
+        A record missing from its batch is reported by the batch's check
+        (missing_record); these are the references no other check follows.
+        """
+        in_no_batch = self._scope_records(
+            select(Record.id, Record.hash, BatchEntry.batch_id)
+            .join(BatchEntry, BatchEntry.record_id == Record.id)
+            .outerjoin(Batch, Batch.id == BatchEntry.batch_id)
+            .where(Batch.id.is_(None)),
+            scope,
+        ).order_by(Record.id)
+        for row in session.execute(in_no_batch):
+            report.add(
+                DANGLING_REFERENCE,
+                f"entered in batch {row.batch_id}, which is not in the database",
+                batch_id=row.batch_id,
+                record_id=row.id,
+                record_hash=row.hash,
+            )
+        of_no_agency = self._scope_records(
+            select(Record.id, Record.hash, Record.agency_id)
+            .outerjoin(Agency, Agency.id == Record.agency_id)
+            .where(Record.agency_id.is_not(None), Agency.id.is_(None)),
+            scope,
+        ).order_by(Record.id)
+        for row in session.execute(of_no_agency):
+            report.add(
+                DANGLING_REFERENCE,
+                f"recorded by agency id {row.agency_id}, which is not in the database",
+                record_id=row.id,
+                record_hash=row.hash,
+            )
+        if not scope.whole_ledger:
+            return  # a queue row with no record has no batch, buyer or time to scope by
+        queued_gone = (
+            select(PendingRecord.record_id)
+            .outerjoin(Record, Record.id == PendingRecord.record_id)
+            .where(Record.id.is_(None))
+            .order_by(PendingRecord.record_id)
+        )
+        for record_id in session.scalars(queued_gone):
+            report.add(
+                DANGLING_REFERENCE,
+                f"record id {record_id} is queued for a batch but is not in the database:"
+                " sealing stops on it",
+                record_id=record_id,
             )
 
     def _check_pending(

@@ -41,6 +41,14 @@ def seal_batches(
             due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
+        gone = [row.record_id for row in taken if row.hash is None]
+        if gone:
+            # No foreign key keeps a queued record from being deleted (models.py):
+            # only a change made outside Ancla does it, and a batch must not skip it.
+            raise RuntimeError(
+                f"queued record id {gone[0]} is not in the records table"
+                f" ({len(gone)} such); nothing sealed until an operator repairs the queue"
+            )
         # The tree and its proofs are built before queueing for the write lock
         # (SQLite: one writer at a time across processes).
         tree = MerkleTree.of([row.hash for row in taken])

@@ -16,6 +16,7 @@ from app.runtime import Runtime
 from app.services.audit import AuditReport, AuditScope
 from app.services.batching import seal_batches
 from ledger.chain import ChainClient
+from tests.support.orders import BUYER_RUC
 from tests.support.services import ancla, audit, ingest, settings_env
 
 pytestmark = [pytest.mark.db, pytest.mark.chain]
@@ -70,7 +71,7 @@ def test_edited_derived_column(ledger: Any) -> None:
 
 
 def delete_record(runtime: Runtime, record_hash: str) -> None:
-    """Delete a record and its batch entry (the foreign key refuses the record alone)."""
+    """Delete a record and its batch entry, as one who knew the schema would."""
     record_id = select(Record.id).where(Record.hash == record_hash).scalar_subquery()
     change(runtime, delete(BatchEntry).where(BatchEntry.record_id == record_id))
     change(runtime, delete(Record).where(Record.hash == record_hash))
@@ -82,6 +83,53 @@ def test_deleted_record(ledger: Any) -> None:
     report = audit(runtime)
     assert kinds(report) == Counter({"missing_record": 1})
     assert report.discrepancies[0].batch_id == 2
+
+
+def test_deleted_record_whose_entry_is_left(ledger: Any) -> None:
+    # No foreign key refuses it (migration 0006): the batch still lacks it.
+    runtime, hashes = ledger
+    change(runtime, delete(Record).where(Record.hash == hashes[12]))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"missing_record": 1})
+    assert report.discrepancies[0].batch_id == 2
+
+
+def test_entry_naming_a_batch_that_does_not_exist(ledger: Any) -> None:
+    runtime, hashes = ledger
+    record_id = select(Record.id).where(Record.hash == hashes[3]).scalar_subquery()
+    change(runtime, update(BatchEntry).where(BatchEntry.record_id == record_id).values(batch_id=99))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"missing_record": 1, "dangling_reference": 1})
+    dangling = next(d for d in report.discrepancies if d.kind == "dangling_reference")
+    assert (dangling.record_hash, dangling.batch_id) == (hashes[3], 99)
+    assert dangling.detail == "entered in batch 99, which is not in the database"
+
+
+def test_queued_record_deleted(ledger: Any) -> None:
+    runtime, hashes = ledger
+    with runtime.session_factory() as session:
+        record_id = session.scalar(select(Record.id).where(Record.hash == hashes[31]))
+    change(runtime, delete(Record).where(Record.id == record_id))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"dangling_reference": 1})
+    assert report.discrepancies[0].record_id == record_id
+    assert report.discrepancies[0].detail == (
+        f"record id {record_id} is queued for a batch but is not in the database:"
+        " sealing stops on it"
+    )
+    # Scoped runs cannot place a queue row with no record: not reported there.
+    assert audit(runtime, AuditScope(buyer=BUYER_RUC)).ok
+
+
+def test_record_naming_an_agency_that_does_not_exist(ledger: Any) -> None:
+    runtime, hashes = ledger
+    change(runtime, update(Record).where(Record.hash == hashes[8]).values(agency_id=4242))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"dangling_reference": 1})
+    assert report.discrepancies[0].record_hash == hashes[8]
+    assert report.discrepancies[0].detail == (
+        "recorded by agency id 4242, which is not in the database"
+    )
 
 
 def test_record_moved_to_another_batch(ledger: Any) -> None:

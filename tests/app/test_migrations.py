@@ -1,5 +1,6 @@
-"""Migration 0005 moves batch membership and proofs out of `records` without
-losing any, and its downgrade puts them back."""
+"""Migrations: 0005 moves batch membership and proofs out of `records` without
+losing any, 0006 drops the ingest path's foreign keys, each downgrade puts
+back what it changed, and the migrated schema is the models' schema."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from app.cli import alembic_config, upgrade_database
 from app.db import normalise_url
+from app.models import Base
 
 pytestmark = pytest.mark.db
 
@@ -92,5 +96,47 @@ def test_0005_moves_batch_membership_and_the_queue_and_its_downgrade_restores_th
             (pending, None, None, None),
         ]
         assert not {"batch_entries", "pending_records"} & tables
+    finally:
+        engine.dispose()
+
+
+def _foreign_keys(database_url: str) -> set[tuple[str, str, str]]:
+    # A new engine each time: a pooled SQLite connection kept reading its
+    # cached schema after the migration rebuilt the table.
+    engine = create_engine(normalise_url(database_url))
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            return {
+                (table, fk["constrained_columns"][0], fk["referred_table"])
+                for table in ("records", "pending_records", "batch_entries")
+                for fk in inspector.get_foreign_keys(table)
+            }
+    finally:
+        engine.dispose()
+
+
+def test_0006_drops_the_ingest_paths_foreign_keys_and_its_downgrade_restores_them(
+    database_url: str,
+) -> None:
+    assert _foreign_keys(database_url) == set()
+    command.downgrade(alembic_config(database_url), "0005")
+    assert _foreign_keys(database_url) == {
+        ("records", "agency_id", "agencies"),
+        ("pending_records", "record_id", "records"),
+        ("batch_entries", "record_id", "records"),
+        ("batch_entries", "batch_id", "batches"),
+    }
+    upgrade_database(database_url)
+    assert _foreign_keys(database_url) == set()
+
+
+def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:
+    # What the code queries (app/models.py) is what `ancla db upgrade` built.
+    engine = create_engine(normalise_url(database_url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

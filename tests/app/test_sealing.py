@@ -141,3 +141,21 @@ def test_a_batch_is_not_sealed_with_records_that_left_the_queue(
         assert session.scalar(select(func.count()).select_from(Batch)) == 0
         assert session.scalar(select(func.count()).select_from(BatchEntry)) == 0
         assert session.scalar(select(func.count()).select_from(PendingRecord)) == 2
+
+
+def test_a_queued_record_deleted_outside_ancla_stops_sealing_with_its_id(
+    session_factory: SessionFactory,
+) -> None:
+    # No foreign key refuses the delete (migration 0006); the sealer must.
+    record(session_factory, 3)
+    with session_factory() as session:
+        gone = session.execute(next_in_queue(3)).all()[1].record_id
+        session.execute(text("DELETE FROM records WHERE id = :id"), {"id": gone})
+        session.commit()
+        with pytest.raises(
+            RuntimeError, match=f"queued record id {gone} is not in the records table"
+        ):
+            seal_batches(session=session, max_size=3, max_age_seconds=0, force=True)
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+        assert session.scalar(select(func.count()).select_from(PendingRecord)) == 3

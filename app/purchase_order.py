@@ -24,14 +24,26 @@ with a message naming the fields involved.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, NotRequired, Self, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 __all__ = [
     "CURRENCY_CODES",
@@ -44,10 +56,12 @@ __all__ = [
     "OrderNumber",
     "Party",
     "PurchaseOrder",
+    "ValidOrder",
     "Ruc",
     "check_ruc",
     "ruc_check_digit",
     "ruc_is_valid",
+    "validate_order",
 ]
 
 # The `schema` member of every purchase-order record (DESIGN §2). Changing what
@@ -334,38 +348,35 @@ OrderNumber = Annotated[
     BeforeValidator(_order_number),
     _schema(_ORDER_NUMBER_RE.pattern, maxLength=_ORDER_NUMBER_MAX),
 ]
+_money = _decimal_string(
+    _MONEY_RE,
+    shape="a non-negative amount with at most 15 digits and 2 decimals",
+    example="1250.00",
+)
+_unit_price = _decimal_string(
+    _UNIT_PRICE_RE,
+    shape="a non-negative amount with at most 15 digits and 6 decimals",
+    example="25.50",
+)
+_quantity = _decimal_string(
+    _QUANTITY_RE,
+    shape="a positive quantity with at most 12 digits and 6 decimals",
+    example="10",
+    positive=True,
+)
 _Money = Annotated[
     str,
-    BeforeValidator(
-        _decimal_string(
-            _MONEY_RE,
-            shape="a non-negative amount with at most 15 digits and 2 decimals",
-            example="1250.00",
-        )
-    ),
+    BeforeValidator(_money),
     _schema(_MONEY_RE.pattern, description="decimal string, never a JSON number"),
 ]
 _UnitPrice = Annotated[
     str,
-    BeforeValidator(
-        _decimal_string(
-            _UNIT_PRICE_RE,
-            shape="a non-negative amount with at most 15 digits and 6 decimals",
-            example="25.50",
-        )
-    ),
+    BeforeValidator(_unit_price),
     _schema(_UNIT_PRICE_RE.pattern, description="decimal string, never a JSON number"),
 ]
 _Quantity = Annotated[
     str,
-    BeforeValidator(
-        _decimal_string(
-            _QUANTITY_RE,
-            shape="a positive quantity with at most 12 digits and 6 decimals",
-            example="10",
-            positive=True,
-        )
-    ),
+    BeforeValidator(_quantity),
     _schema(_QUANTITY_RE.pattern, description="decimal string greater than zero"),
 ]
 _Name = Annotated[str, BeforeValidator(_text(_NAME_MAX)), _schema(minLength=1, maxLength=_NAME_MAX)]
@@ -484,13 +495,44 @@ PURCHASE_ORDER_EXAMPLE: Final[dict[str, Any]] = {
 }
 
 
-def _items_subtotal(items: list[Item]) -> Decimal:
-    """Σ quantity × unit_price, exact, then rounded half-up to céntimos."""
+def _items_subtotal(lines: Iterable[tuple[str, str]]) -> Decimal:
+    """Σ quantity × unit_price over (quantity, unit_price) pairs, exact, then
+    rounded half-up to céntimos."""
     exact = Decimal(0)
-    for item in items:
-        line = _EXACT.multiply(Decimal(item.quantity), Decimal(item.unit_price))
+    for quantity, unit_price in lines:
+        line = _EXACT.multiply(Decimal(quantity), Decimal(unit_price))
         exact = _EXACT.add(exact, line)
     return exact.quantize(_CENTS, rounding=ROUND_HALF_UP, context=_EXACT)
+
+
+def _consistency_problems(
+    buyer_ruc: str,
+    supplier_ruc: str,
+    subtotal: str,
+    tax: str,
+    total: str,
+    lines: Iterable[tuple[str, str]] | None,
+) -> list[str]:
+    """What is wrong between an order's fields, each valid alone: all of it at
+    once, so an agency fixes an order in one round trip."""
+    problems: list[str] = []
+    if buyer_ruc == supplier_ruc:
+        problems.append(f"buyer.ruc and supplier.ruc must differ (both are {buyer_ruc})")
+    computed_total = _EXACT.add(Decimal(subtotal), Decimal(tax))
+    if computed_total != Decimal(total):
+        problems.append(
+            f"subtotal + tax must equal total: {subtotal} + {tax}"
+            f" = {computed_total}, but total is {total}"
+        )
+    if lines is not None:
+        items_subtotal = _items_subtotal(lines)
+        if items_subtotal != Decimal(subtotal):
+            problems.append(
+                "the items' quantity × unit_price, summed and rounded to 0.01,"
+                f" must equal subtotal: items sum to {items_subtotal},"
+                f" but subtotal is {subtotal}"
+            )
+    return problems
 
 
 class PurchaseOrder(BaseModel):
@@ -528,25 +570,14 @@ class PurchaseOrder(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
-        # All problems at once, so an agency fixes an order in one round trip.
-        problems: list[str] = []
-        if self.buyer.ruc == self.supplier.ruc:
-            problems.append(f"buyer.ruc and supplier.ruc must differ (both are {self.buyer.ruc})")
-        subtotal, tax, total = Decimal(self.subtotal), Decimal(self.tax), Decimal(self.total)
-        computed_total = _EXACT.add(subtotal, tax)
-        if computed_total != total:
-            problems.append(
-                f"subtotal + tax must equal total: {self.subtotal} + {self.tax}"
-                f" = {computed_total}, but total is {self.total}"
-            )
-        if self.items is not None:
-            items_subtotal = _items_subtotal(self.items)
-            if items_subtotal != subtotal:
-                problems.append(
-                    "the items' quantity × unit_price, summed and rounded to 0.01,"
-                    f" must equal subtotal: items sum to {items_subtotal},"
-                    f" but subtotal is {self.subtotal}"
-                )
+        problems = _consistency_problems(
+            self.buyer.ruc,
+            self.supplier.ruc,
+            self.subtotal,
+            self.tax,
+            self.total,
+            None if self.items is None else ((i.quantity, i.unit_price) for i in self.items),
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -593,3 +624,168 @@ class PurchaseOrder(BaseModel):
                 " currency); its hash would differ from the recorded one"
             )
         return order
+
+
+# --- Valid orders, and the fast path to them ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValidOrder:
+    """A purchase order that passed every rule, in the form it is recorded: the
+    ``purchase_order`` member of :meth:`PurchaseOrder.to_record` (absent or null
+    optional fields left out, ``currency`` written out). Made by
+    :func:`validate_order` only; treat ``data`` as read-only."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, order: PurchaseOrder) -> ValidOrder:
+        return cls(order.model_dump(mode="json", exclude_none=True))
+
+    @property
+    def buyer_ruc(self) -> str:
+        return self.data["buyer"]["ruc"]  # type: ignore[no-any-return]
+
+    @property
+    def order_number(self) -> str:
+        return self.data["order_number"]  # type: ignore[no-any-return]
+
+    def record(self) -> dict[str, Any]:
+        """The ledger record whose RFC 8785 form is hashed (DESIGN §2)."""
+        return {"schema": PURCHASE_ORDER_SCHEMA, "purchase_order": self.data}
+
+
+# PurchaseOrder calls a Python function per field (for messages of our own),
+# builds a model per object and is then dumped back to a dict: 20 us of CPU
+# per order, the largest share of a bulk record's. Nearly every order an
+# agency sends is valid, so it is first checked by pydantic-core's own
+# constraints (compiled; patterns on the Rust regex engine, where `$` is the
+# end of the text) on plain dicts, then by one Python function for what no
+# pattern says (check digits, dates, URLs, sums), reusing the validators
+# above. Anything that path does not accept (an invalid order, an explicit
+# null, a surrogate) goes to PurchaseOrder, which decides and words every
+# error. PurchaseOrder alone defines what is valid: the fast path may refuse
+# more, never accept more, and must record the same data (both checked in
+# tests/app/test_purchase_order.py on generated orders).
+
+# str.isspace() characters (what str.strip() removes); none is above U+3000
+# (a test checks every code point).
+_WHITESPACE: Final = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+def _rust_class(characters: str) -> str:
+    return "".join(f"\\x{{{ord(c):X}}}" for c in characters)
+
+
+_CONTROLS: Final = "\\x00-\\x1F\\x7F-\\x9F"
+# Not empty, no control characters, no whitespace first or last: _text's rules.
+_TEXT_PATTERN: Final = (
+    f"^[^{_rust_class(_WHITESPACE)}{_CONTROLS}]"
+    f"(?:[^{_CONTROLS}]*[^{_rust_class(_WHITESPACE)}{_CONTROLS}])?$"
+)
+_FAST: Final = ConfigDict(extra="forbid", strict=True)
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    return f"^(?:{pattern.pattern})$"
+
+
+_FastName = Annotated[str, StringConstraints(max_length=_NAME_MAX, pattern=_TEXT_PATTERN)]
+_FastDescription = Annotated[
+    str, StringConstraints(max_length=_DESCRIPTION_MAX, pattern=_TEXT_PATTERN)
+]
+_FastCode = Annotated[str, StringConstraints(max_length=_CODE_MAX, pattern=_TEXT_PATTERN)]
+_FastRuc = Annotated[str, StringConstraints(pattern=_whole(_RUC_RE))]
+_FastMoney = Annotated[str, StringConstraints(pattern=_whole(_MONEY_RE))]
+
+
+@with_config(_FAST)
+class _FastParty(TypedDict):
+    ruc: _FastRuc
+    name: _FastName
+
+
+@with_config(_FAST)
+class _FastClassification(TypedDict):
+    scheme: _FastCode
+    id: _FastCode
+
+
+@with_config(_FAST)
+class _FastItem(TypedDict):
+    description: _FastDescription
+    quantity: Annotated[str, StringConstraints(pattern=_whole(_QUANTITY_RE))]
+    unit: _FastCode
+    unit_price: Annotated[str, StringConstraints(pattern=_whole(_UNIT_PRICE_RE))]
+    classification: NotRequired[_FastClassification]
+
+
+@with_config(_FAST)
+class _FastDocument(TypedDict):
+    title: _FastName
+    url: Annotated[str, StringConstraints(max_length=_URL_MAX, pattern=_TEXT_PATTERN)]
+    sha256: NotRequired[Annotated[str, StringConstraints(pattern=_whole(_SHA256_RE))]]
+
+
+@with_config(_FAST)
+class _FastOrder(TypedDict):
+    order_number: Annotated[
+        str, StringConstraints(max_length=_ORDER_NUMBER_MAX, pattern=_whole(_ORDER_NUMBER_RE))
+    ]
+    buyer: _FastParty
+    supplier: _FastParty
+    issued_at: str
+    currency: NotRequired[Annotated[str, StringConstraints(pattern=_whole(_CURRENCY_RE))]]
+    subtotal: _FastMoney
+    tax: _FastMoney
+    total: _FastMoney
+    framework_agreement: NotRequired[_FastName]
+    procurement_method: NotRequired[_FastName]
+    status: NotRequired[
+        Annotated[str, StringConstraints(max_length=_STATUS_MAX, pattern=_TEXT_PATTERN)]
+    ]
+    items: NotRequired[Annotated[list[_FastItem], Field(min_length=1, max_length=_ITEMS_MAX)]]
+    documents: NotRequired[
+        Annotated[list[_FastDocument], Field(min_length=0, max_length=_DOCUMENTS_MAX)]
+    ]
+
+
+_FAST_ORDER: Final = TypeAdapter(_FastOrder)
+
+
+def _fast_order(data: object) -> dict[str, Any] | None:
+    """``data`` as recorded if the fast path accepts it; None to let PurchaseOrder decide."""
+    try:
+        order = cast(dict[str, Any], _FAST_ORDER.validate_python(data))
+        _ruc(order["buyer"]["ruc"])
+        _ruc(order["supplier"]["ruc"])
+        _issued_at(order["issued_at"])
+        order.setdefault("currency", "PEN")
+        _currency(order["currency"])
+        if "status" in order:
+            _status(order["status"])
+        for document in order.get("documents", ()):
+            _url(document["url"])
+        items = order.get("items")
+        if items is not None:
+            for item in items:
+                _quantity(item["quantity"])
+    except (ValidationError, ValueError):
+        return None
+    problems = _consistency_problems(
+        order["buyer"]["ruc"],
+        order["supplier"]["ruc"],
+        order["subtotal"],
+        order["tax"],
+        order["total"],
+        None if items is None else ((i["quantity"], i["unit_price"]) for i in items),
+    )
+    return None if problems else order
+
+
+def validate_order(data: object) -> ValidOrder:
+    """Validate one order as PurchaseOrder does; raise its ValidationError if invalid."""
+    fast = _fast_order(data)
+    if fast is not None:
+        return ValidOrder(fast)
+    return ValidOrder.of(PurchaseOrder.model_validate(data))

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, cast
 
@@ -34,7 +34,7 @@ from app.db import (
 )
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
 from app.models import Batch, BatchEntry, Record, utcnow
-from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
+from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, ValidOrder, validate_order
 from ledger.canonical import canonical_bytes, hash_canonical
 
 # Bulk requests are bounded (DESIGN §4): 10,000 orders per request.
@@ -109,7 +109,7 @@ class Prepared:
     ``results[index]`` (the request's list) when it is stored."""
 
     index: int
-    order: PurchaseOrder
+    order: ValidOrder
     canonical: bytes
     hash: str
     agency_id: int | None
@@ -119,19 +119,21 @@ class Prepared:
 
 def _row(prepared: Prepared, now: Any) -> tuple[Any, ...]:
     """The values of ``_INSERT_COLUMNS`` for a prepared order, in that order."""
-    order = prepared.order
+    order = prepared.order.data
+    buyer, supplier = order["buyer"], order["supplier"]
     return (
         prepared.hash,
         prepared.canonical,
         PURCHASE_ORDER_SCHEMA,
-        order.buyer.ruc,
-        order.buyer.name,
-        order.order_number,
-        order.supplier.ruc,
-        order.supplier.name,
-        order.issued_at_datetime.astimezone(UTC),
-        order.currency,
-        Decimal(order.total),
+        buyer["ruc"],
+        buyer["name"],
+        order["order_number"],
+        supplier["ruc"],
+        supplier["name"],
+        # Validation guarantees an ISO 8601 time with a UTC offset.
+        datetime.fromisoformat(order["issued_at"]).astimezone(UTC),
+        order["currency"],
+        Decimal(order["total"]),
         prepared.agency_id,
         prepared.source,
         now,
@@ -145,7 +147,7 @@ def _chunks(items: Sequence[Any], size: int = _LOOKUP_CHUNK) -> Iterable[Sequenc
 
 def prepare_orders(
     agency: RecordingAgency | None,
-    orders: Sequence[PurchaseOrder | ValidationError],
+    orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
     source: str = "api",
 ) -> tuple[list[ItemResult | None], list[Prepared]]:
     """Judge what needs no database (invalid, another buyer's) and hash the rest.
@@ -165,19 +167,21 @@ def prepare_orders(
                 detail="the purchase order is invalid",
                 errors=validation_errors(order),
             )
-        elif agency is not None and order.buyer.ruc != agency.ruc:
-            results[index] = ItemResult(
-                index,
-                "forbidden",
-                order_number=order.order_number,
-                detail=f"this API key records orders of buyer {agency.ruc} only, "
-                f"not {order.buyer.ruc}",
-            )
         else:
-            canonical = canonical_bytes(order.to_record())
+            valid = order if isinstance(order, ValidOrder) else ValidOrder.of(order)
+            if agency is not None and valid.buyer_ruc != agency.ruc:
+                results[index] = ItemResult(
+                    index,
+                    "forbidden",
+                    order_number=valid.order_number,
+                    detail=f"this API key records orders of buyer {agency.ruc} only, "
+                    f"not {valid.buyer_ruc}",
+                )
+                continue
+            canonical = canonical_bytes(valid.record())
             prepared.append(
                 Prepared(
-                    index, order, canonical, hash_canonical(canonical), agency_id, source, results
+                    index, valid, canonical, hash_canonical(canonical), agency_id, source, results
                 )
             )
     return results, prepared
@@ -225,7 +229,7 @@ def record_orders(
     *,
     session: Session,
     agency: RecordingAgency | None,
-    orders: Sequence[PurchaseOrder | ValidationError],
+    orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
     source: str = "api",
 ) -> list[ItemResult]:
     """Record already-parsed orders (a ValidationError stands for an invalid item)
@@ -398,7 +402,7 @@ def _first_of_each(prepared: Sequence[Prepared]) -> list[Prepared]:
     seen_keys: set[tuple[str, str]] = set()
     candidates: list[Prepared] = []
     for item in prepared:
-        key = (item.order.buyer.ruc, item.order.order_number)
+        key = (item.order.buyer_ruc, item.order.order_number)
         if item.hash not in seen_hashes and key not in seen_keys:
             candidates.append(item)
         seen_hashes.add(item.hash)
@@ -417,7 +421,7 @@ def _judge(
     inserted = {id(item) for item in candidates if item.hash in created}
     for item in prepared:
         number = item.order.order_number
-        key = (item.order.buyer.ruc, number)
+        key = (item.order.buyer_ruc, number)
         if id(item) in inserted:
             item.results[item.index] = ItemResult(item.index, "created", item.hash, number)
         elif item.hash in created or item.hash in existing:
@@ -448,7 +452,7 @@ def _lookup(
     taken: dict[tuple[str, str], str] = {}
     by_buyer: dict[str, set[str]] = {}
     for item in items:
-        by_buyer.setdefault(item.order.buyer.ruc, set()).add(item.order.order_number)
+        by_buyer.setdefault(item.order.buyer_ruc, set()).add(item.order.order_number)
     for buyer_ruc, numbers in by_buyer.items():
         for chunk in _chunks(sorted(numbers)):
             rows = connection.execute(
@@ -462,11 +466,11 @@ def _lookup(
     return existing, taken
 
 
-def parse_orders(items: Sequence[Any]) -> list[PurchaseOrder | ValidationError]:
-    parsed: list[PurchaseOrder | ValidationError] = []
+def parse_orders(items: Sequence[Any]) -> list[ValidOrder | ValidationError]:
+    parsed: list[ValidOrder | ValidationError] = []
     for item in items:
         try:
-            parsed.append(PurchaseOrder.model_validate(item))
+            parsed.append(validate_order(item))
         except ValidationError as exc:
             parsed.append(exc)
     return parsed
@@ -510,7 +514,9 @@ class GroupCommitter:
         self._lock = threading.Lock()
 
     async def record(
-        self, agency: RecordingAgency, orders: Sequence[PurchaseOrder | ValidationError]
+        self,
+        agency: RecordingAgency,
+        orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
     ) -> list[ItemResult]:
         """Record one request's orders; returns once they are committed."""
         results, prepared = prepare_orders(agency, orders)

@@ -28,9 +28,11 @@ from app.purchase_order import (
     Item,
     Party,
     PurchaseOrder,
+    _fast_order,
     check_ruc,
     ruc_check_digit,
     ruc_is_valid,
+    validate_order,
 )
 from ledger import record_hash
 
@@ -88,6 +90,11 @@ def changed(path: str, value: Any, base: dict[str, Any] | None = None) -> dict[s
 def errors(data: Any) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as caught:
         PurchaseOrder.model_validate(data)
+    # Every order refused here is refused by the fast path too (it may refuse
+    # more, never accept more): the model words the errors.
+    assert _fast_order(data) is None
+    with pytest.raises(ValidationError):
+        validate_order(data)
     return [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in caught.value.errors()]
 
 

@@ -94,6 +94,15 @@ def test_legacy_transactions_with_explicit_gas_price(
     assert chain.w3.eth.get_transaction(tx_hash)["type"] == 0  # type: ignore[arg-type]
 
 
+def test_transactions_are_signed_with_libsecp256k1_not_pure_python() -> None:
+    # eth-keys falls back to a pure-Python backend without coincurve, silently:
+    # signing was then 40% of the anchor worker's CPU.
+    from eth_keys import KeyAPI
+    from eth_keys.backends import CoinCurveECCBackend
+
+    assert isinstance(KeyAPI().backend, CoinCurveECCBackend)
+
+
 def test_unreachable_rpc_is_chain_unavailable() -> None:
     client = ChainClient(f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(ChainUnavailable, match="RPC endpoint unreachable during eth_chainId"):

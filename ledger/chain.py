@@ -302,6 +302,12 @@ class ChainClient:
                 # Retries are the caller's policy (the worker backs off); a
                 # verifier must fail fast when the node is down.
                 exception_retry_configuration=None,
+                # web3's validation middleware asks eth_chainId before every
+                # eth_call, eth_estimateGas and send: 4 of the 12 requests of
+                # an anchor. An endpoint's chain id does not change, so that
+                # one answer is cached (web3's own cache, nothing else in it).
+                cache_allowed_requests=True,
+                cacheable_requests={RPCEndpoint("eth_chainId")},
             )
         )
         self._chain_id: int | None = None

@@ -19,6 +19,7 @@ from ledger.errors import (
 )
 from tests.support.anchoring import anchor_records, sample_record
 from tests.support.hardhat import DEV_KEY_1, free_port, start_node
+from tests.support.rpc_endpoint import PickyEndpoint
 
 pytestmark = pytest.mark.chain
 
@@ -101,6 +102,24 @@ def test_transactions_are_signed_with_libsecp256k1_not_pure_python() -> None:
     from eth_keys.backends import CoinCurveECCBackend
 
     assert isinstance(KeyAPI().backend, CoinCurveECCBackend)
+
+
+def test_an_anchor_asks_the_chain_id_once_per_client_not_per_call(
+    rpc_url: str, registry: Registry, signer: LocalAccount
+) -> None:
+    # web3's validation middleware asked eth_chainId before every eth_call,
+    # estimate and send: a round trip each to a remote endpoint.
+    endpoint = PickyEndpoint(rpc_url)
+    try:
+        through = ChainClient(endpoint.url).registry(registry.address)
+        for batch_id in (1, 2, 3):
+            records = [sample_record(10 * batch_id + i) for i in range(2)]
+            anchor_records(through, signer, records, batch_id=batch_id)
+        assert endpoint.methods["eth_sendRawTransaction"] == 3
+        # One for our client, one when web3 first sets up its request cache.
+        assert endpoint.methods["eth_chainId"] <= 2, endpoint.methods
+    finally:
+        endpoint.close()
 
 
 def test_unreachable_rpc_is_chain_unavailable() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +21,7 @@ class PickyEndpoint:
         self.refuse_batches = refuse_batches
         self.max_log_range = max_log_range
         self.requests = 0
+        self.methods: Counter[str] = Counter()  # calls asked, batched ones included
         self.refused_log_ranges = 0
         outer = self
 
@@ -42,6 +44,8 @@ class PickyEndpoint:
 
     def answer(self, request: Any) -> Any:
         self.requests += 1
+        for call in request if isinstance(request, list) else [request]:
+            self.methods[call.get("method")] += 1
         if isinstance(request, list) and self.refuse_batches:
             return _error(None, -32600, "batch requests not supported")
         if not isinstance(request, list) and request.get("method") == "eth_getLogs":

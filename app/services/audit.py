@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import orjson
 from sha3 import keccak_256
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory
@@ -642,25 +642,46 @@ class Auditor:
                 actual=depth,
             )
 
+    def _report_batched(
+        self,
+        session: Session,
+        scope: AuditScope,
+        report: AuditReport,
+        kind: str,
+        narrow: Callable[[Select[int, str, int]], Select[int, str, int]],
+        detail: Callable[[int], str],
+    ) -> None:
+        """Report each record in scope whose batch entry the ``narrow``ed query keeps."""
+        query = self._scope_records(
+            narrow(
+                select(Record.id, Record.hash, BatchEntry.batch_id).join(
+                    BatchEntry, BatchEntry.record_id == Record.id
+                )
+            ),
+            scope,
+        ).order_by(Record.id)
+        for row in session.execute(query):
+            report.add(
+                kind,
+                detail(row.batch_id),
+                batch_id=row.batch_id,
+                record_id=row.id,
+                record_hash=row.hash,
+            )
+
     def _check_queued_in_batch(
         self, session: Session, scope: AuditScope, report: AuditReport
     ) -> None:
         """Records still queued although in a batch: only a change made outside
         Ancla leaves one, and the seal that takes it from the queue fails."""
-        query = self._scope_records(
-            select(Record.id, Record.hash, BatchEntry.batch_id)
-            .join(PendingRecord, PendingRecord.record_id == Record.id)
-            .join(BatchEntry, BatchEntry.record_id == Record.id),
+        self._report_batched(
+            session,
             scope,
-        ).order_by(Record.id)
-        for row in session.execute(query):
-            report.add(
-                QUEUED_IN_BATCH,
-                f"in batch {row.batch_id} and still queued for one: sealing stops on it",
-                batch_id=row.batch_id,
-                record_id=row.id,
-                record_hash=row.hash,
-            )
+            report,
+            QUEUED_IN_BATCH,
+            lambda query: query.join(PendingRecord, PendingRecord.record_id == Record.id),
+            lambda batch_id: f"in batch {batch_id} and still queued for one: sealing stops on it",
+        )
 
     def _check_references(self, session: Session, scope: AuditScope, report: AuditReport) -> None:
         """Rows naming a batch, record or agency that is not in the database.
@@ -668,21 +689,16 @@ class Auditor:
         A record missing from its batch is reported by the batch's check
         (missing_record); these are the references no other check follows.
         """
-        in_no_batch = self._scope_records(
-            select(Record.id, Record.hash, BatchEntry.batch_id)
-            .join(BatchEntry, BatchEntry.record_id == Record.id)
-            .outerjoin(Batch, Batch.id == BatchEntry.batch_id)
-            .where(Batch.id.is_(None)),
+        self._report_batched(
+            session,
             scope,
-        ).order_by(Record.id)
-        for row in session.execute(in_no_batch):
-            report.add(
-                DANGLING_REFERENCE,
-                f"entered in batch {row.batch_id}, which is not in the database",
-                batch_id=row.batch_id,
-                record_id=row.id,
-                record_hash=row.hash,
-            )
+            report,
+            DANGLING_REFERENCE,
+            lambda query: query.outerjoin(Batch, Batch.id == BatchEntry.batch_id).where(
+                Batch.id.is_(None)
+            ),
+            lambda batch_id: f"entered in batch {batch_id}, which is not in the database",
+        )
         of_no_agency = self._scope_records(
             select(Record.id, Record.hash, Record.agency_id)
             .outerjoin(Agency, Agency.id == Record.agency_id)

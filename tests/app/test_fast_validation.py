@@ -26,19 +26,11 @@ from app.purchase_order import (
     _fast_order,
     validate_order,
 )
-from tests.support.orders import order
+from tests.support.orders import MINIMAL_ORDER, order
 
 pytestmark = pytest.mark.unit
 
-MINIMAL: dict[str, Any] = {
-    "order_number": "OCAM-2026-300684-2-0",
-    "buyer": {"ruc": "20177217043", "name": "MUNICIPALIDAD PROVINCIAL DEL CUSCO"},
-    "supplier": {"ruc": "20611694629", "name": "INTISSUR PUNO E.I.R.L."},
-    "issued_at": "2026-01-30T19:19:03-05:00",
-    "subtotal": "174064.00",
-    "tax": "31331.52",
-    "total": "205395.52",
-}
+MINIMAL = MINIMAL_ORDER
 
 
 def _with_everything() -> dict[str, Any]:

@@ -35,6 +35,7 @@ from app.purchase_order import (
     validate_order,
 )
 from ledger import record_hash
+from tests.support.orders import MINIMAL_ORDER
 
 pytestmark = pytest.mark.unit
 
@@ -44,15 +45,7 @@ OCDS_CURRENCY_CSV = (
     Path(__file__).resolve().parents[3] / "shared/data/ocds/schema-1.1.5/codelist-currency.csv"
 )
 
-MINIMAL: dict[str, Any] = {
-    "order_number": "OCAM-2026-300684-2-0",
-    "buyer": {"ruc": "20177217043", "name": "MUNICIPALIDAD PROVINCIAL DEL CUSCO"},
-    "supplier": {"ruc": "20611694629", "name": "INTISSUR PUNO E.I.R.L."},
-    "issued_at": "2026-01-30T19:19:03-05:00",
-    "subtotal": "174064.00",
-    "tax": "31331.52",
-    "total": "205395.52",
-}
+MINIMAL = MINIMAL_ORDER
 
 
 def reference_check_digit(body: str) -> str:

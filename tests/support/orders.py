@@ -10,6 +10,17 @@ from app.purchase_order import PURCHASE_ORDER_EXAMPLE, ruc_check_digit
 BUYER_RUC = PURCHASE_ORDER_EXAMPLE["buyer"]["ruc"]
 OTHER_BUYER_RUC = "20177217043"  # MUNICIPALIDAD PROVINCIAL DEL CUSCO (a real RUC)
 
+# A real order with only the required members (DESIGN §4's second row).
+MINIMAL_ORDER: dict[str, Any] = {
+    "order_number": "OCAM-2026-300684-2-0",
+    "buyer": {"ruc": "20177217043", "name": "MUNICIPALIDAD PROVINCIAL DEL CUSCO"},
+    "supplier": {"ruc": "20611694629", "name": "INTISSUR PUNO E.I.R.L."},
+    "issued_at": "2026-01-30T19:19:03-05:00",
+    "subtotal": "174064.00",
+    "tax": "31331.52",
+    "total": "205395.52",
+}
+
 
 def order(i: int = 0, *, buyer_ruc: str = BUYER_RUC, **changes: Any) -> dict[str, Any]:
     """A valid order numbered ``i`` (distinct order number and amounts per i)."""

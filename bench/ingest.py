@@ -216,6 +216,7 @@ class Result:
     loadgen_cpu: float = 0.0
     sealed: int = 0  # bulk: records the anchor worker sealed during the run
     queued_at_end: int = 0  # bulk: records not yet in a batch when it ended
+    drained_after: float | None = None  # bulk: seconds until every record was sealed
 
     @property
     def rate(self) -> float:
@@ -496,6 +497,7 @@ def measure(
                 # The anchor worker seals while the load runs: what it kept up with.
                 bulk.sealed = _batched(after_bulk) - _batched(before_bulk)
                 bulk.queued_at_end = after_bulk["unbatched"]
+                bulk.drained_after = _wait_until_sealed(url)
     return single, bulk, after_single, after_bulk
 
 
@@ -750,7 +752,12 @@ def main() -> None:
                                     f"bulk x{args.bulk_size}",
                                     f"{bulk.record_rate:,.0f} rec/s",
                                     f"{bulk.sealed / bulk.seconds:,.0f} rec/s",
-                                    f"{bulk.queued_at_end:,}",
+                                    f"{bulk.queued_at_end:,}"
+                                    + (
+                                        f" (sealed {bulk.drained_after:.0f} s later)"
+                                        if bulk.drained_after is not None
+                                        else " (not sealed within 180 s)"
+                                    ),
                                     bulk.errors,
                                     bulk.p50_ms,
                                     bulk.p99_ms,
@@ -840,6 +847,17 @@ def main() -> None:
             title="Cores used during each run (CPU s per wall s; the machine has 2; 'machine' "
             "is everything busy on it, other sessions' work included)",
         )
+
+
+def _wait_until_sealed(database_url: str, limit: float = 180.0) -> float | None:
+    """Seconds from the end of the load until the anchor worker has sealed every
+    record (None: not within ``limit``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if db_state(database_url)["unbatched"] == 0:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
 
 
 def _batched(state: dict[str, int]) -> int:

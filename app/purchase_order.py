@@ -56,8 +56,8 @@ __all__ = [
     "OrderNumber",
     "Party",
     "PurchaseOrder",
-    "ValidOrder",
     "Ruc",
+    "ValidOrder",
     "check_ruc",
     "ruc_check_digit",
     "ruc_is_valid",
@@ -634,7 +634,8 @@ class ValidOrder:
     """A purchase order that passed every rule, in the form it is recorded: the
     ``purchase_order`` member of :meth:`PurchaseOrder.to_record` (absent or null
     optional fields left out, ``currency`` written out). Made by
-    :func:`validate_order` only; treat ``data`` as read-only."""
+    :func:`validate_order`, or :meth:`of` from a validated model; treat ``data``
+    as read-only."""
 
     data: dict[str, Any]
 
@@ -666,23 +667,18 @@ class ValidOrder:
 # null, a surrogate) goes to PurchaseOrder, which decides and words every
 # error. PurchaseOrder alone defines what is valid: the fast path may refuse
 # more, never accept more, and must record the same data (both checked in
-# tests/app/test_purchase_order.py on generated orders).
+# tests/app/test_fast_validation.py, on generated orders too).
 
 # str.isspace() characters (what str.strip() removes); none is above U+3000
 # (a test checks every code point).
 _WHITESPACE: Final = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
-def _rust_class(characters: str) -> str:
-    return "".join(f"\\x{{{ord(c):X}}}" for c in characters)
-
-
 _CONTROLS: Final = "\\x00-\\x1F\\x7F-\\x9F"
+# What may open and close a text: neither whitespace nor a control character.
+_EDGE: Final = "".join(f"\\x{{{ord(c):X}}}" for c in _WHITESPACE) + _CONTROLS
 # Not empty, no control characters, no whitespace first or last: _text's rules.
-_TEXT_PATTERN: Final = (
-    f"^[^{_rust_class(_WHITESPACE)}{_CONTROLS}]"
-    f"(?:[^{_CONTROLS}]*[^{_rust_class(_WHITESPACE)}{_CONTROLS}])?$"
-)
+_TEXT_PATTERN: Final = f"^[^{_EDGE}](?:[^{_CONTROLS}]*[^{_EDGE}])?$"
 _FAST: Final = ConfigDict(extra="forbid", strict=True)
 
 

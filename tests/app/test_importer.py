@@ -34,6 +34,7 @@ from app.services.importer import (
 )
 from ledger import record_hash
 from ledger.canonical import canonical_bytes
+from tests.support.orders import MINIMAL_ORDER
 
 pytestmark = [pytest.mark.db]
 
@@ -92,15 +93,10 @@ ORDER_1: dict[str, Any] = {
         },
     ],
 }
+# The same real order as MINIMAL_ORDER, with every member its report row carries.
 ORDER_2: dict[str, Any] = {
-    "order_number": "OCAM-2026-300684-2-0",
-    "buyer": {"ruc": "20177217043", "name": "MUNICIPALIDAD PROVINCIAL DEL CUSCO"},
-    "supplier": {"ruc": "20611694629", "name": "INTISSUR PUNO E.I.R.L."},
-    "issued_at": "2026-01-30T19:19:03-05:00",
+    **MINIMAL_ORDER,
     "currency": "PEN",
-    "subtotal": "174064.00",
-    "tax": "31331.52",
-    "total": "205395.52",
     "framework_agreement": "CEREALES, ACEITE, AZUCARES Y MENESTRAS",
     "procurement_method": "Gran Compra",
     "status": "ACEPTADA",

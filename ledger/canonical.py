@@ -153,7 +153,28 @@ def _too_deep(data: bytes) -> bool:
     if b'"' in skeleton:
         # Strings holding brackets remain: keep what is outside the quotes.
         skeleton = b"".join(skeleton.split(b'"')[::2])
+    if _shallow(skeleton):
+        return False
     return max(accumulate(map(_BRACKET_DEPTH.__getitem__, skeleton)), default=0) > MAX_JSON_DEPTH
+
+
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"(())")
+
+
+def _shallow(skeleton: bytes) -> bool:
+    """Whether the brackets pair up within MAX_JSON_DEPTH levels, found by
+    removing innermost pairs, one level per C pass: the level-by-level sum
+    over every bracket of a bulk body took a millisecond, this a twentieth.
+    False is not a verdict (mismatched brackets): the exact count decides."""
+    skeleton = skeleton.translate(_OPEN_CLOSE)
+    for _ in range(MAX_JSON_DEPTH):
+        if not skeleton:
+            return True
+        inner_removed = skeleton.replace(b"()", b"")
+        if len(inner_removed) == len(skeleton):
+            return False
+        skeleton = inner_removed
+    return not skeleton
 
 
 def parse_json_strict(data: bytes | str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -95,6 +96,28 @@ def test_parse_record_rejects_with_a_clear_error(data: bytes, message: str) -> N
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     with pytest.raises(CanonicalError, match="nested deeper than 64 levels"):
         parse_json_strict(b"[" * 100_000 + b"]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # Brackets that do not pair up: the exact count decides the depth.
+        (b"[" * 65 + b"}" * 65, "nested deeper than 64 levels"),
+        (b"[" * 100_000, "nested deeper than 64 levels"),
+        (b"[" * 64 + b"}" * 64, "invalid JSON"),
+        (b"[]" * 40 + b"]" * 70, "invalid JSON"),
+        (b"[" * 10 + b"]" * 9, "invalid JSON"),
+    ],
+)
+def test_depth_of_brackets_that_do_not_pair_up(data: bytes, message: str) -> None:
+    with pytest.raises(CanonicalError, match=message):
+        parse_json_strict(data)
+
+
+def test_depth_exactly_at_the_limit_is_accepted() -> None:
+    assert parse_json_strict(b"[" * 64 + b"]" * 64) == parse_json_strict(
+        json.dumps(functools.reduce(lambda inner, _: [inner], range(63), [])).encode()
+    )
 
 
 def test_record_hash_refuses_non_records() -> None:

@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.purchase_order import (
+    _PLAIN_URL,
     _WHITESPACE,
     PURCHASE_ORDER_EXAMPLE,
     PurchaseOrder,
     ValidOrder,
     _fast_order,
+    _url,
     validate_order,
 )
 from tests.support.orders import MINIMAL_ORDER, order
@@ -119,7 +121,10 @@ TRICKY = [
     "https://x.gob.pe/a b.pdf", "http://:0/", "http://x:0/", "ftp://x/y", "https://",
     "http://x:99999/", "http://[::1/", "0" * 64, "f" * 64, "F" * 64, "ACEPTADA",
     "Aceptada", "x" * 65, "x" * 101, "x" * 501, "x" * 2001, "OC-1", "-OC", "OC 1",
-    "5796.99", "4912.70", "884.29", "150", "24.90",
+    "5796.99", "4912.70", "884.29", "150", "24.90", "HTTPS://x.gob.pe/a",
+    "https://X-1.gob.pe", "https://x.gob.pe?q=1", "https://x.gob.pe#f", "https://u@x.gob.pe/",
+    "https://x.gob.pe:443/a", "https://x.gob.pe:/a", "https://x.gob.pe\\a", "https://.",
+    "https:///a", "http://x.gob.pe/ a", "https://[::1]/", "https://x.gob.pe/\u00e9",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(TRICKY),
@@ -174,3 +179,31 @@ def test_generated_orders_the_fast_path_accepts_the_model_accepts_alike(data: An
     fast = _fast_order(copy.deepcopy(base))
     if fast is not None:
         assert fast == model_data(base)
+
+
+_URL_PIECES = st.sampled_from(
+    ["http", "https", "HTTPS", "ftp", "://", ":", "/", "//", "?", "#", "@", ".", "-", "[", "]",
+     "::1", "x", "gob", "pe", "0", "443", "99999", " ", "%20", "\\", "\u00e9", "a b"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_URL_PIECES, max_size=10).map("".join))
+def test_urls_the_fast_path_takes_unparsed_are_urls_the_model_accepts(text: str) -> None:
+    url = f"https://{text}" if text.startswith(("x", "g")) else text
+    if _PLAIN_URL.fullmatch(url) and url.strip() == url and url:
+        assert _url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://apps1.perucompras.gob.pe//OrdenCompra/obtenerPdfOrdenPublico?ID_OrdenCompra=1",
+        "http://x.gob.pe",
+        "https://x.gob.pe/orden de compra 1.pdf",
+    ],
+)
+def test_common_urls_take_the_shortcut(url: str) -> None:
+    # Without it every document costs a urlsplit: the shortcut must keep working.
+    assert _PLAIN_URL.fullmatch(url)
+    assert _url(url) == url

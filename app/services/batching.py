@@ -9,6 +9,7 @@ be skipped (a database sequence could skip one on rollback).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import count, repeat
 from typing import cast
 
 from sqlalchemy import Select, Table, func, select, text
@@ -41,20 +42,27 @@ def seal_batches(
             due = oldest is not None and now - oldest >= timedelta(seconds=max_age_seconds)
         if not (due or force):
             break
-        gone = [row.record_id for row in taken if row.hash is None]
-        if gone:
+        # Columns by zip in C: a Python loop over 10,000 rows per column, with
+        # attribute access on each, was a fifth of a seal's CPU.
+        record_ids, hashes = zip(*taken, strict=True)
+        if None in hashes:
             # No foreign key keeps a queued record from being deleted (models.py):
             # only a change made outside Ancla does it, and a batch must not skip it.
+            gone = [
+                record_id
+                for record_id, hash_ in zip(record_ids, hashes, strict=True)
+                if hash_ is None
+            ]
             raise RuntimeError(
                 f"queued record id {gone[0]} is not in the records table"
                 f" ({len(gone)} such); nothing sealed until an operator repairs the queue"
             )
         # The tree and its proofs are built before queueing for the write lock
         # (SQLite: one writer at a time across processes).
-        tree = MerkleTree.of([row.hash for row in taken])
+        tree = MerkleTree.of(list(hashes))
         proofs = tree.proof_bytes()
         with serialized_writes(session):
-            sealed.append(_seal(session, [row.record_id for row in taken], tree.root, proofs))
+            sealed.append(_seal(session, list(record_ids), tree.root, proofs))
     return sealed
 
 
@@ -114,10 +122,9 @@ def _seal(session: Session, record_ids: list[int], root: str, proofs: list[bytes
     session.add(batch)
     session.flush()
     connection = session.connection()
-    entries = [
-        (record_id, batch_id, position, proof)
-        for position, (record_id, proof) in enumerate(zip(record_ids, proofs, strict=True))
-    ]
+    if len(proofs) != len(record_ids):
+        raise ValueError(f"{len(record_ids)} records but {len(proofs)} proofs")
+    entries = list(zip(record_ids, repeat(batch_id), count(), proofs))
     if connection.dialect.name == "postgresql":
         with postgresql_cursor(connection) as cursor:
             copy_rows(cursor, _PG_COPY_ENTRIES, ["int8", "int8", "int4", "bytea"], entries)

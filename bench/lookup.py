@@ -1,12 +1,13 @@
 """Receipt lookup latency with many records stored: GET /v1/receipts/{hash}.
 
     .venv/bin/python bench/lookup.py [--records 1000000] [--database sqlite|postgresql|both]
-        [--lookups 20000] [--no-chain] [--workers 1]
+        [--lookups 20000] [--batch-size 10000] [--no-chain] [--workers 1]
 
 For each database: a fresh migrated database filled quickly with --records
 realistic purchase-order records (canonical RFC 8785 bytes that re-validate,
 their keccak hashes, 40 agencies, 5,000 suppliers, a year of issue dates) in
-final batches of 1,000 with real OpenZeppelin-compatible Merkle proofs. By
+final batches of --batch-size (10,000, the service's default
+ANCLA_BATCH_MAX_SIZE) with real OpenZeppelin-compatible Merkle proofs. By
 default every batch root is really anchored on a Hardhat node started here
 (AnchorRegistry.anchor, one transaction per batch, sent while the rows are
 inserted), so the receipts served are true ones and the anchor worker can run
@@ -739,7 +740,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--lookups", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument(
         "--worker-off-only",

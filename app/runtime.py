@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from app.api.middleware import RateLimiter
-from app.db import SessionFactory, make_engine, make_session_factory
+from app.db import SessionFactory, make_engine, make_read_engine, make_session_factory
 from app.services.agencies import KeyHolder
 from app.services.ingest import GroupCommitter
 from app.settings import Settings
@@ -35,6 +35,10 @@ class Runtime:
     settings: Settings
     engine: Engine
     session_factory: SessionFactory
+    # Public reads of one statement (app.db.make_read_engine): the same
+    # engine on SQLite, autocommit connections of their own on PostgreSQL.
+    read_engine: Engine
+    read_session_factory: SessionFactory
     client: ChainClient
     rate_limiter: RateLimiter
     recorder: GroupCommitter
@@ -48,10 +52,15 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
         session_factory = make_session_factory(engine)
+        read_engine = make_read_engine(engine)
         return cls(
             settings=settings,
             engine=engine,
             session_factory=session_factory,
+            read_engine=read_engine,
+            read_session_factory=(
+                session_factory if read_engine is engine else make_session_factory(read_engine)
+            ),
             recorder=GroupCommitter(session_factory),
             client=ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds),
             rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
@@ -136,3 +145,4 @@ class Runtime:
             self._worker_thread.join(timeout=30)
             self._worker_thread = None
         self.engine.dispose()
+        self.read_engine.dispose()

@@ -62,7 +62,7 @@ from _common import (  # noqa: E402
 )
 from sqlalchemy import Table, bindparam, insert, text, update  # noqa: E402
 
-from app.db import is_sqlite, make_engine, make_session_factory  # noqa: E402
+from app.db import is_sqlite, make_engine, make_read_engine, make_session_factory  # noqa: E402
 from app.models import FINAL, Agency, Batch, ChainTarget  # noqa: E402
 from app.purchase_order import (  # noqa: E402
     PURCHASE_ORDER_SCHEMA,
@@ -552,7 +552,9 @@ def summary(label: str, values_ms: list[float], elapsed: float) -> list[Any]:
 def in_process(url: str, hashes: list[str]) -> list[Any]:
     from app.services.receipts import get_receipt
 
-    engine = make_engine(url)
+    # The engine the service reads receipts through (autocommit on PostgreSQL).
+    base = make_engine(url)
+    engine = make_read_engine(base)
     factory = make_session_factory(engine)
     try:
         for h in hashes[:WARMUP]:
@@ -570,6 +572,7 @@ def in_process(url: str, hashes: list[str]) -> list[Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.dispose()
+        base.dispose()
     return summary("in-process get_receipt", times, elapsed)
 
 

@@ -28,6 +28,12 @@ def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[S
         yield session
 
 
+def get_read_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
+    """A session for a read of one statement (Runtime.read_session_factory)."""
+    with runtime.read_session_factory() as session:
+        yield session
+
+
 async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return runtime.settings
 
@@ -65,5 +71,6 @@ async def get_agency(
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AgencyDep = Annotated[KeyHolder, Depends(get_agency)]

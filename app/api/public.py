@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from app.api.deps import RuntimeDep, SessionDep
+from app.api.deps import ReadSessionDep, RuntimeDep, SessionDep
 from app.api.strict_json import ParsedJSONRoute
 from app.errors import IntegrityFailure, InvalidInput, NotFound
 from app.models import Batch
@@ -30,7 +30,7 @@ HashPath = Annotated[str, Path(description="0x + 64 lowercase hex", examples=["0
     summary="The record as recorded (its exact canonical bytes)",
     responses={200: {"content": {"application/json": {}}}, 404: PROBLEM, 422: PROBLEM},
 )
-def get_record(record_hash: HashPath, session: SessionDep) -> Response:
+def get_record(record_hash: HashPath, session: ReadSessionDep) -> Response:
     """The RFC 8785 bytes that were hashed: keccak256 of this body is the hash."""
     return Response(
         get_record_bytes(session=session, record_hash=record_hash), media_type="application/json"
@@ -48,7 +48,7 @@ async def receipt(record_hash: HashPath, runtime: RuntimeDep) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         # One hop to the thread pool for all the blocking work of the lookup.
         genesis = runtime.chain_genesis()
-        with runtime.session_factory() as session:
+        with runtime.read_session_factory() as session:
             return get_receipt(session=session, record_hash=record_hash, genesis=genesis).to_dict()
 
     return await run_in_threadpool(work)

@@ -83,18 +83,23 @@ def receipt_from_rows(
     )
 
 
+# The chain target is a single row (app.models.ChainTarget).
+_TARGET_ID = 1
+
+
 def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
-    # Only the columns a receipt needs: never the record's canonical bytes.
+    # One statement, one round trip: the record's entry and batch, and the
+    # chain target beside them (a single row), where a second query for the
+    # target was a third of a lookup's time. Only the columns a receipt
+    # needs: never the record's canonical bytes.
     row = session.execute(
-        with_batch(select(Record.hash, BatchEntry.proof, Batch)).where(
-            Record.hash == parse_hash(record_hash)
-        )
+        with_batch(select(Record.hash, BatchEntry.proof, Batch, ChainTarget))
+        .outerjoin(ChainTarget, ChainTarget.id == _TARGET_ID)
+        .where(Record.hash == parse_hash(record_hash))
     ).one_or_none()
     if row is None:
         raise NotFound(f"no record with hash {record_hash}")
-    return receipt_from_rows(
-        row.hash, row.proof, row.Batch, session.get(ChainTarget, 1), genesis=genesis
-    )
+    return receipt_from_rows(row.hash, row.proof, row.Batch, row.ChainTarget, genesis=genesis)
 
 
 def get_record_bytes(*, session: Session, record_hash: str) -> bytes:

@@ -355,6 +355,37 @@ def test_receipt_pending_then_final(client: TestClient, api_key: str, runtime: R
     )
 
 
+def test_receipt_and_record_are_one_statement_outside_a_transaction(
+    client: TestClient, api_key: str, runtime: Runtime
+) -> None:
+    """Lookups by hash are the reads auditors make most: one statement each and,
+    on PostgreSQL, no BEGIN/ROLLBACK round trips around it (autocommit)."""
+    created = client.post("/v1/purchase-orders", json=order(41), headers=auth(api_key)).json()
+    anchor_all(runtime)
+    seen: list[tuple[str, str | None]] = []
+
+    def statement(conn: Any, _cursor: Any, text: str, *_: Any) -> None:
+        dbapi = conn.connection.dbapi_connection
+        # psycopg: INTRANS once a transaction was begun for this statement.
+        status = dbapi.info.transaction_status.name if hasattr(dbapi, "info") else None
+        seen.append((text, status))
+
+    event.listen(runtime.read_engine, "after_cursor_execute", statement)
+    try:
+        receipt = client.get(f"/v1/receipts/{created['hash']}").json()
+        record = client.get(f"/v1/records/{created['hash']}")
+    finally:
+        event.remove(runtime.read_engine, "after_cursor_execute", statement)
+    assert receipt["status"] == "final"
+    assert receipt["anchor"]["contract"] == runtime.settings.contract_address
+    assert record.status_code == 200
+    assert [text.split()[0] for text, _ in seen] == ["SELECT", "SELECT"]
+    assert "chain_target" in seen[0][0]
+    if runtime.engine.dialect.name == "postgresql":
+        assert runtime.read_engine is not runtime.engine
+        assert [status for _, status in seen] == ["IDLE", "IDLE"]
+
+
 @pytest.mark.parametrize("path", ["/v1/receipts/{h}", "/v1/records/{h}"])
 def test_unknown_and_malformed_hashes(client: TestClient, path: str) -> None:
     assert_problem(client.get(path.format(h="0x" + "ab" * 32)), 404, "no record with hash")

@@ -172,9 +172,12 @@ class Record(Base):
             sqlite_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
             postgresql_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
         ),
-        Index("ix_records_buyer_issued", "buyer_ruc", "issued_at"),
-        Index("ix_records_supplier_issued", "supplier_ruc", "issued_at"),
-        Index("ix_records_issued", "issued_at"),
+        # A filtered list is read in (issued_at, id) order along one of these
+        # (GET /v1/purchase-orders): a page is one index range, whatever the
+        # filter matches. id breaks ties, so the cursor is exact.
+        Index("ix_records_buyer_issued", "buyer_ruc", "issued_at", "id"),
+        Index("ix_records_supplier_issued", "supplier_ruc", "issued_at", "id"),
+        Index("ix_records_issued", "issued_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import defer
 
 from app.api.deps import AgencyDep, RuntimeDep, SessionDep
@@ -135,19 +135,33 @@ def _existing_status(runtime: Runtime, record_hash: str) -> str:
         return stored_status(session, record_hash)
 
 
-def _encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
+def _encode_cursor(last: Record, *, by_issue: bool) -> str:
+    position: dict[str, Any] = {"after": last.id}
+    if by_issue:
+        position["issued"] = last.issued_at.isoformat()
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> int:
+def _decode_cursor(cursor: str, *, by_issue: bool) -> tuple[int, datetime | None]:
+    """The id (and, for a filtered list, the issue time) a page starts after."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         after = data["after"]
         if type(after) is not int or not 0 <= after < 2**63:
             raise ValueError
-        return after
+        issued = None
+        if by_issue:
+            issued = datetime.fromisoformat(data["issued"])
+            if issued.utcoffset() is None:
+                raise ValueError
+        elif "issued" in data:
+            raise ValueError
+        return after, issued
     except (ValueError, KeyError, TypeError):
-        raise InvalidInput("cursor is not one this service issued") from None
+        raise InvalidInput(
+            "cursor is not one this service issued for this list (a cursor is valid "
+            "only with the filters of the page that gave it)"
+        ) from None
 
 
 def _order_summary(record: Record, batch: Batch | None) -> dict[str, Any]:
@@ -174,12 +188,23 @@ def list_orders(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
+    """Without filters, every order in order of acceptance: following `next_cursor`
+    from the first page never misses one, even one recorded meanwhile. With any
+    filter, the matching orders in order of issue (`issued_at`, then acceptance).
+    A cursor continues the list it came from, with the same filters."""
+    # The whole list is in order of acceptance: ids only grow, so following
+    # next_cursor from the start never misses an order, even one recorded
+    # meanwhile. A filtered list is in order of issue, along the filter's
+    # index (app.models.Record): in id order, the database either walked
+    # every record testing the filter or sorted every match.
+    by_issue = bool(buyer or supplier or issued_from or issued_to)
+    order = (Record.issued_at, Record.id) if by_issue else (Record.id,)
     query = (
         with_batch(select(Record, Batch))
         # A page shows the query columns only: not the records' bytes.
         .options(defer(Record.canonical))
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
-        .order_by(Record.id)
+        .order_by(*order)
         .limit(limit + 1)
     )
     if buyer:
@@ -194,12 +219,25 @@ def list_orders(
     if issued_from and issued_to and issued_from > issued_to:
         raise InvalidInput("issued_from is after issued_to")
     if cursor:
-        query = query.where(Record.id > _decode_cursor(cursor))
+        after, issued = _decode_cursor(cursor, by_issue=by_issue)
+        if issued is None:
+            query = query.where(Record.id > after)
+        else:
+            # Typed parameters: the column's own form of a time (SQLite text).
+            query = query.where(
+                tuple_(Record.issued_at, Record.id)
+                > tuple_(
+                    bindparam("after_issued", issued, type_=Record.issued_at.type),
+                    bindparam("after_id", after, type_=Record.id.type),
+                )
+            )
     rows = session.execute(query).all()
     page = rows[:limit]
     return {
         "items": [_order_summary(record, batch) for record, batch in page],
-        "next_cursor": _encode_cursor(page[-1][0].id) if len(rows) > limit else None,
+        "next_cursor": _encode_cursor(page[-1][0], by_issue=by_issue)
+        if len(rows) > limit
+        else None,
     }
 
 

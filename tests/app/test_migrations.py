@@ -1,6 +1,7 @@
 """Migrations: 0005 moves batch membership and proofs out of `records` without
-losing any, 0006 drops the ingest path's foreign keys, each downgrade puts
-back what it changed, and the migrated schema is the models' schema."""
+losing any, 0006 drops the ingest path's foreign keys, 0007 ends the listing's
+indexes with the record id, each downgrade puts back what it changed, and the
+migrated schema is the models' schema."""
 
 from __future__ import annotations
 
@@ -129,6 +130,34 @@ def test_0006_drops_the_ingest_paths_foreign_keys_and_its_downgrade_restores_the
     }
     upgrade_database(database_url)
     assert _foreign_keys(database_url) == set()
+
+
+def _listing_indexes(database_url: str) -> dict[str, list[str]]:
+    engine = create_engine(normalise_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return {
+                index["name"]: list(index["column_names"])
+                for index in inspect(connection).get_indexes("records")
+                if str(index["name"]).endswith("issued")
+            }
+    finally:
+        engine.dispose()
+
+
+def test_0007_ends_the_listing_indexes_with_the_id_and_its_downgrade_restores_them(
+    database_url: str,
+) -> None:
+    after = {
+        "ix_records_buyer_issued": ["buyer_ruc", "issued_at", "id"],
+        "ix_records_supplier_issued": ["supplier_ruc", "issued_at", "id"],
+        "ix_records_issued": ["issued_at", "id"],
+    }
+    assert _listing_indexes(database_url) == after
+    command.downgrade(alembic_config(database_url), "0006")
+    assert _listing_indexes(database_url) == {name: columns[:-1] for name, columns in after.items()}
+    upgrade_database(database_url)
+    assert _listing_indexes(database_url) == after
 
 
 def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:

@@ -1,7 +1,7 @@
 """Ingest throughput of the real service over HTTP: single POSTs and bulk POSTs.
 
     .venv/bin/python bench/ingest.py [--database sqlite|postgresql|both] [--seconds 10]
-        [--clients 32] [--bulk-size 1000] [--bulk-clients 2] [--workers 1,2]
+        [--clients 32] [--bulk-size 1000] [--bulk-clients 4] [--workers 1,2,3]
         [--load-generator wrk|httpx] [--no-bulk | --no-single] [--no-anchor-worker]
         [--profile DIR [--profile-only] [--profile-test single|bulk] [--py-spy PATH]]
 
@@ -23,8 +23,8 @@ load generator is one agency, and the limit is policy, not capacity.
     that formats each body) when installed, else Python threads with httpx
     (which costs the server CPU on a 2-core machine).
 (b) POST /v1/purchase-orders/bulk: --bulk-clients concurrent httpx clients,
-    bodies of --bulk-size distinct orders (built by the client, about 1 ms per
-    1,000), for --seconds; records/s counts items the service answered
+    bodies of --bulk-size distinct orders (built before the clock starts), for
+    --seconds; records/s counts items the service answered
     "created"; latency is per bulk request.
 
 Also printed: the cores each process group used during the run (the service,
@@ -702,7 +702,7 @@ def main() -> None:
         action="store_true",
         help="each bulk client keeps one connection (default: a new connection per bulk)",
     )
-    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to try")
+    parser.add_argument("--workers", default="1,2,3", help="uvicorn worker counts to try")
     parser.add_argument(
         "--load-generator", choices=["wrk", "httpx"], default="wrk" if which("wrk") else "httpx"
     )

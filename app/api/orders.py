@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 
 import orjson
@@ -154,10 +154,13 @@ def _decode_cursor(cursor: str, *, by_issue: bool) -> tuple[int, datetime | None
             issued = datetime.fromisoformat(data["issued"])
             if issued.utcoffset() is None:
                 raise ValueError
+            # In UTC here, where a time beyond the calendar's ends fails as
+            # OverflowError, rather than where the database reads it.
+            issued = issued.astimezone(UTC)
         elif "issued" in data:
             raise ValueError
         return after, issued
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise InvalidInput(
             "cursor is not one this service issued for this list (a cursor is valid "
             "only with the filters of the page that gave it)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -423,10 +424,21 @@ def test_list_reads_query_columns_not_records_bytes(
     )
 
 
+def _cursor(**position: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
 @pytest.mark.parametrize(
     ("params", "detail"),
     [
         ({"cursor": "garbage"}, "cursor is not one this service issued"),
+        # Well-formed, but not a time the database can hold, or not a time at all.
+        *(
+            ({"buyer": BUYER_RUC, "cursor": _cursor(after=1, issued=issued)}, "cursor is not one")
+            for issued in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", 7, None)
+        ),
+        ({"buyer": BUYER_RUC, "cursor": _cursor(after=1)}, "cursor is not one"),
+        ({"cursor": _cursor(after=True)}, "cursor is not one"),
         ({"limit": 0}, "limit"),
         ({"buyer": "123"}, "buyer"),
         ({"issued_from": "yesterday"}, "issued_from"),

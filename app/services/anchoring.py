@@ -336,8 +336,14 @@ class AnchorWorker:
             batch.last_error = message
             session.commit()
             raise AnchorConflict(message)
-        events = self.registry.find_anchor_events(batch_id=batch.id)
-        event = _matching(events, batch)
+        start = _adoption_start(session, batch)
+        event = _matching(
+            self.registry.find_anchor_events(batch_id=batch.id, from_block=start), batch
+        )
+        if event is None and start > 0:
+            # Not after the previous anchor (a reorg deeper than the margin, a
+            # block number of another chain): the whole chain, as a last resort.
+            event = _matching(self.registry.find_anchor_events(batch_id=batch.id), batch)
         if event is None:
             raise ChainError(f"rootOf({batch.id}) is set but no BatchAnchored event was found")
         block = self.client.call(
@@ -471,6 +477,28 @@ class AnchorWorker:
         finally:
             lock.release()
             metrics.IS_LEADER.set(0)
+
+
+# Blocks searched before the previous batch's anchor block: a reorg may have
+# moved that anchor lower before this worker noticed. Ethereum finalises
+# within 64 blocks and LACChain's BFT consensus at once; a deeper move still
+# falls back to searching the whole chain.
+_REORG_MARGIN_BLOCKS = 128
+
+
+def _adoption_start(session: Session, batch: Batch) -> int:
+    """The first block to search for ``batch``'s anchor event.
+
+    The contract takes batch ids in order, so batch N was anchored after batch
+    N-1: the search starts at N-1's anchor block (less a reorg margin), not at
+    block 0. From block 0, a provider that caps eth_getLogs at a few thousand
+    blocks made recovery after a crash cost thousands of requests on a long
+    chain (the range is halved until each part is accepted).
+    """
+    previous = session.get(Batch, batch.id - 1) if batch.id > 1 else None
+    if previous is None or previous.block_number is None:
+        return 0
+    return max(0, previous.block_number - _REORG_MARGIN_BLOCKS)
 
 
 def _matching(events: list[AnchorEvent], batch: Batch) -> AnchorEvent | None:

@@ -158,6 +158,60 @@ def test_crash_after_sending_is_reconciled_without_double_anchoring(
     receipts_verify(runtime, hashes)
 
 
+@pytest.mark.parametrize("previous_block", ["as recorded", "wrong"])
+def test_recovery_searches_for_the_anchor_after_the_previous_one_not_from_block_0(
+    make_settings: Any, chain: ChainClient, signer: Any, previous_block: str
+) -> None:
+    """A public provider caps eth_getLogs (here at 1,000 blocks). A batch anchored
+    by a previous life of the worker (the crash-after-sending case) is adopted
+    with a search that starts at the previous batch's anchor, not at block 0;
+    if the previous anchor's block is wrong, the whole chain is searched."""
+    from tests.support.rpc_endpoint import PickyEndpoint
+
+    runtime = Runtime.create(make_settings(batch_max_size=5))
+    try:
+        # A long chain: its first 20,000 blocks hold no anchor of this registry.
+        chain.w3.provider.make_request("hardhat_mine", [hex(20_000)])  # type: ignore[arg-type]
+        ingest(runtime.session_factory, range(5))
+        runtime.make_worker().tick()
+        assert counts(runtime.session_factory).get("final") == 1
+        hashes = ingest(runtime.session_factory, range(5, 10))
+        with runtime.session_factory() as session:
+            (second,) = seal_batches(session=session, max_size=5, max_age_seconds=3600)
+            assert second.id == 2
+            registry = runtime.registry()
+            assert registry is not None
+            # Sent, then the crash: the chain has batch 2, this ledger does not know it.
+            sent = registry.send_anchor(
+                signer, batch_id=2, root=second.root, leaf_count=second.size
+            )
+            chain.wait(sent.tx_hash)
+            if previous_block == "wrong":
+                first = session.get(Batch, 1)
+                assert first is not None and first.block_number is not None
+                first.block_number += 5_000  # beyond batch 2's anchor
+                session.commit()
+        endpoint = PickyEndpoint(runtime.settings.rpc_url, max_log_range=1_000)
+        behind = Runtime.create(make_settings(batch_max_size=5, rpc_url=endpoint.url))
+        try:
+            behind.make_worker().tick()
+        finally:
+            behind.stop()
+            endpoint.close()
+        with runtime.session_factory() as session:
+            adopted = session.get(Batch, 2)
+            assert adopted is not None and adopted.tx_hash == sent.tx_hash
+            assert adopted.status in ("anchored", "final")
+        if previous_block == "as recorded":
+            assert endpoint.methods["eth_getLogs"] == 1 and endpoint.refused_log_ranges == 0
+        else:  # the bounded search found nothing, then the halving search of every block
+            assert endpoint.refused_log_ranges > 0
+        assert events_per_batch(registry) == Counter({1: 1, 2: 1})
+        receipts_verify(runtime, hashes)
+    finally:
+        runtime.stop()
+
+
 @pytest.mark.postgresql_only
 def test_two_workers_anchor_each_batch_exactly_once(runtime: Runtime, tmp_path: Path) -> None:
     """Two `ancla worker` processes on one PostgreSQL; the leader is killed half-way."""

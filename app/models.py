@@ -228,8 +228,12 @@ class BatchEntry(Base):
     proof: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# The one row of chain_target.
+CHAIN_TARGET_ID = 1
+
+
 class ChainTarget(Base):
-    """Which chain and contract the batches are anchored on.
+    """Which chain and contract the batches are anchored on (one row, CHAIN_TARGET_ID).
 
     The genesis hash identifies the chain beyond its id: a reset dev chain
     keeps id 31337 but not its genesis, and its receipts must not be served.

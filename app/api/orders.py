@@ -195,11 +195,9 @@ def list_orders(
     from the first page never misses one, even one recorded meanwhile. With any
     filter, the matching orders in order of issue (`issued_at`, then acceptance).
     A cursor continues the list it came from, with the same filters."""
-    # The whole list is in order of acceptance: ids only grow, so following
-    # next_cursor from the start never misses an order, even one recorded
-    # meanwhile. A filtered list is in order of issue, along the filter's
-    # index (app.models.Record): in id order, the database either walked
-    # every record testing the filter or sorted every match.
+    # A filtered list follows the filter's index (app.models.Record): in id
+    # order, the database either walked every record testing the filter or
+    # sorted every match.
     by_issue = bool(buyer or supplier or issued_from or issued_to)
     order = (Record.issued_at, Record.id) if by_issue else (Record.id,)
     query = (

@@ -31,6 +31,7 @@ from app import metrics
 from app.db import SessionFactory
 from app.models import (
     ANCHORED,
+    CHAIN_TARGET_ID,
     FINAL,
     SEALED,
     SUBMITTED,
@@ -133,10 +134,12 @@ class AnchorWorker:
         chain_id = self.client.chain_id
         genesis = self.client.genesis_hash()
         contract = self.registry.address
-        target = session.get(ChainTarget, 1)
+        target = session.get(ChainTarget, CHAIN_TARGET_ID)
         if target is None:
             session.add(
-                ChainTarget(id=1, chain_id=chain_id, genesis_hash=genesis, contract=contract)
+                ChainTarget(
+                    id=CHAIN_TARGET_ID, chain_id=chain_id, genesis_hash=genesis, contract=contract
+                )
             )
             session.commit()
             return

@@ -46,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure, InvalidInput
-from app.models import Batch, BatchEntry, ChainTarget, Record
+from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
 from app.services.receipts import receipt_from_rows, with_batch
@@ -606,7 +606,7 @@ def _stored_orders(
         query = query.where(Record.buyer_ruc == buyer)
     if since is not None:
         query = query.where(Record.issued_at >= since)
-    target = session.get(ChainTarget, 1)
+    target = session.get(ChainTarget, CHAIN_TARGET_ID)
     for stored, proof, batch in session.execute(query):
         # Publishing a proof for bytes that no longer hash to it would be a lie.
         actual = hash_canonical(stored.canonical)

@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
-from app.models import ANCHORED, FINAL, Batch, BatchEntry, ChainTarget, Record
+from app.models import ANCHORED, CHAIN_TARGET_ID, FINAL, Batch, BatchEntry, ChainTarget, Record
 from ledger.hashing import from_hex32, to_hex
 from ledger.receipt import Receipt
 
@@ -83,10 +83,6 @@ def receipt_from_rows(
     )
 
 
-# The chain target is a single row (app.models.ChainTarget).
-_TARGET_ID = 1
-
-
 def get_receipt(*, session: Session, record_hash: str, genesis: str | None = None) -> Receipt:
     # One statement, one round trip: the record's entry and batch, and the
     # chain target beside them (a single row); a second query for the target
@@ -94,7 +90,7 @@ def get_receipt(*, session: Session, record_hash: str, genesis: str | None = Non
     # receipt needs: never the record's canonical bytes.
     row = session.execute(
         with_batch(select(Record.hash, BatchEntry.proof, Batch, ChainTarget))
-        .outerjoin(ChainTarget, ChainTarget.id == _TARGET_ID)
+        .outerjoin(ChainTarget, ChainTarget.id == CHAIN_TARGET_ID)
         .where(Record.hash == parse_hash(record_hash))
     ).one_or_none()
     if row is None:

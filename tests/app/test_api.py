@@ -13,8 +13,9 @@ from sqlalchemy import event
 
 from app.runtime import Runtime
 from app.services.agencies import add_agency, revoke_agency
+from app.services.ingest import parse_orders, record_orders
 from ledger import record_hash
-from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order
+from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order, valid_ruc
 
 pytestmark = [pytest.mark.db, pytest.mark.chain]
 
@@ -316,15 +317,15 @@ def test_filtered_lists_are_in_order_of_issue_and_the_whole_list_in_order_of_acc
         response = client.post("/v1/purchase-orders", json=posted, headers=auth(api_key))
         assert response.status_code == 202, response.text
         numbers.append(posted["order_number"])
-    by_issue = [n for _, n in sorted(zip(issued, numbers, strict=True), key=lambda p: p[0])]
+    # sorted() is stable: ties on issued_at stay in order of acceptance.
+    ranked = sorted(zip(issued, numbers, strict=True), key=lambda pair: pair[0])
+    by_issue = [number for _, number in ranked]
     assert by_issue != numbers  # the two orders differ, so the test tells them apart
     assert _pages(client, {}) == numbers
     assert _pages(client, {"buyer": BUYER_RUC}) == by_issue
     assert _pages(client, {"supplier": order()["supplier"]["ruc"]}) == by_issue
     assert _pages(client, {"issued_from": "2026-01-04"}) == [
-        n
-        for (day, _), n in sorted(zip(issued, numbers, strict=True), key=lambda p: p[0])
-        if day >= 4
+        number for (day, _), number in ranked if day >= 4
     ]
     # A cursor continues the list it came from, not another one.
     unfiltered = client.get("/v1/purchase-orders", params={"limit": 2}).json()["next_cursor"]
@@ -349,9 +350,6 @@ def test_a_filtered_page_is_one_index_range_not_a_scan_or_a_sort(
     """At 1,000,000 records two days of orders took 405 ms in id order (the
     planner walked the primary key); along (issued_at, id) a page is read in
     order from the index and the read stops at the page's end."""
-    from app.services.ingest import parse_orders, record_orders
-    from tests.support.orders import valid_ruc
-
     orders = [
         order(
             2000 + i,

@@ -5,13 +5,14 @@ migrated schema is the models' schema."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Inspector, create_engine, inspect, text
 
 from app.cli import alembic_config, upgrade_database
 from app.db import normalise_url
@@ -19,6 +20,7 @@ from app.models import Base
 
 pytestmark = pytest.mark.db
 
+_T = TypeVar("_T")
 PROOF_0, PROOF_1 = bytes(range(32)), bytes(range(32, 64))
 
 
@@ -101,20 +103,26 @@ def test_0005_moves_batch_membership_and_the_queue_and_its_downgrade_restores_th
         engine.dispose()
 
 
-def _foreign_keys(database_url: str) -> set[tuple[str, str, str]]:
+def _inspected(database_url: str, read: Callable[[Inspector], _T]) -> _T:
     # A new engine each time: a pooled SQLite connection kept reading its
     # cached schema after the migration rebuilt the table.
     engine = create_engine(normalise_url(database_url))
     try:
         with engine.connect() as connection:
-            inspector = inspect(connection)
-            return {
-                (table, fk["constrained_columns"][0], fk["referred_table"])
-                for table in ("records", "pending_records", "batch_entries")
-                for fk in inspector.get_foreign_keys(table)
-            }
+            return read(inspect(connection))
     finally:
         engine.dispose()
+
+
+def _foreign_keys(database_url: str) -> set[tuple[str, str, str]]:
+    return _inspected(
+        database_url,
+        lambda inspector: {
+            (table, fk["constrained_columns"][0], fk["referred_table"])
+            for table in ("records", "pending_records", "batch_entries")
+            for fk in inspector.get_foreign_keys(table)
+        },
+    )
 
 
 def test_0006_drops_the_ingest_paths_foreign_keys_and_its_downgrade_restores_them(
@@ -133,16 +141,14 @@ def test_0006_drops_the_ingest_paths_foreign_keys_and_its_downgrade_restores_the
 
 
 def _listing_indexes(database_url: str) -> dict[str, list[str]]:
-    engine = create_engine(normalise_url(database_url))
-    try:
-        with engine.connect() as connection:
-            return {
-                index["name"]: list(index["column_names"])
-                for index in inspect(connection).get_indexes("records")
-                if str(index["name"]).endswith("issued")
-            }
-    finally:
-        engine.dispose()
+    return _inspected(
+        database_url,
+        lambda inspector: {
+            str(index["name"]): list(index["column_names"])
+            for index in inspector.get_indexes("records")
+            if str(index["name"]).endswith("issued")
+        },
+    )
 
 
 def test_0007_ends_the_listing_indexes_with_the_id_and_its_downgrade_restores_them(

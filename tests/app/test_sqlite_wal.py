@@ -126,3 +126,24 @@ def test_the_checkpointer_never_creates_a_database(
     assert [r.getMessage() for r in caplog.records] == [
         f"WAL checkpoint of {gone.as_uri()}?mode=rw failed: unable to open database file"
     ]
+
+
+def test_a_write_has_a_large_page_cache_and_returns_it_to_the_pool(
+    database: tuple[Path, Engine],
+) -> None:
+    """A group of orders dirties thousands of pages; in the default cache SQLite
+    spilled them to the WAL mid-transaction. Readers keep the default."""
+    _, engine = database
+    with engine.connect() as connection:
+        read_cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        writer = connection.connection.dbapi_connection
+    with make_session_factory(engine)() as session:
+        with app.db.serialized_writes(session):
+            connection = session.connection()
+            assert connection.connection.dbapi_connection is writer  # the pool's one connection
+            write_cache = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        session.commit()
+    with engine.connect() as connection:
+        assert connection.connection.dbapi_connection is writer
+        after = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert (read_cache, write_cache, after) == (-2000, -app.db.SQLITE_WRITE_CACHE_KIB, -2000)

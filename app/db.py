@@ -186,7 +186,9 @@ class _Checkpointer:
         self._uri = path.resolve().as_uri() + "?mode=rw"
         self._wanted = threading.Event()
         self._guard = threading.Lock()
+        # The running thread and the event that stops it (close()).
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     @property
     def running(self) -> bool:
@@ -197,21 +199,33 @@ class _Checkpointer:
         with self._guard:
             self._wanted.set()
             if self._thread is None:
+                self._stop = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._run, name="sqlite-checkpointer", daemon=True
+                    target=self._run, args=(self._stop,), name="sqlite-checkpointer", daemon=True
                 )
                 self._thread.start()
 
-    def _run(self) -> None:
+    def close(self) -> None:
+        """Stop the thread, closing its connection; the next poke starts another."""
+        with self._guard:
+            thread = self._thread
+            self._stop.set()
+            self._wanted.set()
+        if thread is not None:
+            thread.join(timeout=30)
+
+    def _run(self, stop: threading.Event) -> None:
         connection: sqlite3.Connection | None = None
         try:
             while True:
-                if not self._wanted.wait(CHECKPOINTER_IDLE_SECONDS):
-                    with self._guard:
-                        if not self._wanted.is_set():
-                            self._thread = None
-                            return
-                self._wanted.clear()
+                self._wanted.wait(CHECKPOINTER_IDLE_SECONDS)
+                with self._guard:
+                    # Deciding to end and saying so under one lock: a poke
+                    # meanwhile would find this thread gone and start another.
+                    if stop.is_set() or not self._wanted.is_set():
+                        self._forget(threading.current_thread())
+                        return
+                    self._wanted.clear()
                 if connection is None:
                     connection = sqlite3.connect(self._uri, uri=True, timeout=1.0)
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -220,10 +234,14 @@ class _Checkpointer:
             # and SQLite's own checkpoint still bounds it. The next write retries.
             log.warning("WAL checkpoint of %s failed: %s", self._uri, exc)
             with self._guard:
-                self._thread = None
+                self._forget(threading.current_thread())
         finally:
             if connection is not None:
                 connection.close()
+
+    def _forget(self, thread: threading.Thread) -> None:
+        if self._thread is thread:
+            self._thread = None
 
 
 @dataclass
@@ -239,6 +257,16 @@ class _WriteLock:
 
 _write_locks: WeakKeyDictionary[Engine, _WriteLock] = WeakKeyDictionary()
 _write_locks_guard = threading.Lock()
+
+
+def dispose_engine(engine: Engine) -> None:
+    """Close every connection of ``engine`` to its database: its pool's and, on
+    SQLite, its checkpointer's. The engine stays usable; it connects again."""
+    engine.dispose()
+    with _write_locks_guard:
+        lock = _write_locks.get(engine)
+    if lock is not None and lock.checkpointer is not None:
+        lock.checkpointer.close()
 
 
 def _open_lock_file(path: Path) -> BinaryIO | None:

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from app.api.middleware import RateLimiter
-from app.db import SessionFactory, make_engine, make_read_engine, make_session_factory
+from app.db import (
+    SessionFactory,
+    dispose_engine,
+    make_engine,
+    make_read_engine,
+    make_session_factory,
+)
 from app.services.agencies import KeyHolder
 from app.services.ingest import GroupCommitter
 from app.settings import Settings
@@ -144,5 +150,5 @@ class Runtime:
         if self._worker_thread is not None:
             self._worker_thread.join(timeout=30)
             self._worker_thread = None
-        self.engine.dispose()
-        self.read_engine.dispose()
+        dispose_engine(self.engine)
+        dispose_engine(self.read_engine)

@@ -4,6 +4,7 @@ outside the write lock, and stays bounded however long writers keep writing."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -147,3 +148,36 @@ def test_a_write_has_a_large_page_cache_and_returns_it_to_the_pool(
         assert connection.connection.dbapi_connection is writer
         after = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
     assert (read_cache, write_cache, after) == (-2000, -app.db.SQLITE_WRITE_CACHE_KIB, -2000)
+
+
+def _open_handles(path: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(path)):
+            found.append(target)
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_disposing_the_engine_closes_every_handle_on_the_database(
+    database: tuple[Path, Engine],
+) -> None:
+    """What remounting the disk read-only needs, and what a stopped Runtime
+    leaves: the checkpointer's connection goes with the pool's."""
+    path, engine = database
+    ingest(make_session_factory(engine), range(3))
+    checkpointer = app.db._write_lock(engine).checkpointer
+    assert checkpointer is not None and checkpointer.running
+    assert f"{path}-wal" in _open_handles(path)
+    app.db.dispose_engine(engine)
+    assert not checkpointer.running
+    # The writer lock file stays open (read-only): flock needs it, and a
+    # read-only descriptor does not keep a disk from being remounted.
+    assert _open_handles(path) == [f"{path}-writer.lock"]
+    ingest(make_session_factory(engine), range(3, 5))  # the engine connects again
+    assert checkpointer.running

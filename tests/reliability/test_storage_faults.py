@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app.cli import upgrade_database
+from app.db import dispose_engine
 from app.main import create_app
 from app.models import Batch, BatchEntry, PendingRecord, Record
 from app.runtime import Runtime
@@ -154,7 +155,9 @@ def test_sqlite_read_only_then_writable(tiny_disk: Path, make_settings: Any) -> 
                 client.post("/v1/purchase-orders", json=order(1), headers=headers).status_code
                 == 202
             )
-            runtime.engine.dispose()
+            # Every handle on the file closed (the pool's and the WAL
+            # checkpointer's), or the kernel refuses to remount: "busy".
+            dispose_engine(runtime.engine)
             subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
             try:
                 assert_503(
@@ -163,7 +166,7 @@ def test_sqlite_read_only_then_writable(tiny_disk: Path, make_settings: Any) -> 
                 )
             finally:
                 subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
-            runtime.engine.dispose()
+            dispose_engine(runtime.engine)
             assert (
                 client.post("/v1/purchase-orders", json=order(2), headers=headers).status_code
                 == 202

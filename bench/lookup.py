@@ -427,16 +427,19 @@ def _insert_records(
     """Raw DBAPI bulk insert of records and their batch entries: executemany on
     SQLite, COPY on PostgreSQL.
 
-    Values are written as the app's own types store them: on SQLite, naive UTC
-    'YYYY-MM-DD HH:MM:SS.ffffff' text for UTCDateTime and a number for Numeric.
+    Values are written as the app's own types store them: the hash as its 32
+    bytes (Hash32); on SQLite, naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text for
+    UTCDateTime and decimal text for amounts (DecimalText).
     """
     columns = ", ".join(RECORD_COLUMNS)
+    for row in rows:
+        row[HASH] = bytes.fromhex(row[HASH][2:])
     if conn.dialect.name == "sqlite":
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         for row in rows:
             row[ISSUED_AT] = row[ISSUED_AT].strftime(fmt)
             row[ACCEPTED_AT] = row[ACCEPTED_AT].strftime(fmt)
-            row[TOTAL] = float(row[TOTAL])
+            row[TOTAL] = format(row[TOTAL], "f")
         marks = ", ".join("?" * len(RECORD_COLUMNS))
         conn.exec_driver_sql(
             f"INSERT INTO records ({columns}) VALUES ({marks})",  # noqa: S608 - fixed names

@@ -116,10 +116,17 @@ class MerkleTree:
         Duplicates are refused: a record is in a batch once, and a proof for a
         hash that appears twice would be ambiguous about its position.
         """
-        values = _parse_hashes(hashes)
+        return cls.of_digests(_parse_hashes(hashes))
+
+    @classmethod
+    def of_digests(cls, values: Sequence[bytes]) -> MerkleTree:
+        """Build the tree of 32-byte hashes, as :meth:`of` does of their hex form."""
+        values = list(values)
         count = len(values)
         if count == 0:
             raise MerkleError("a Merkle tree needs at least one hash")
+        if set(map(len, values)) != {32}:
+            raise MerkleError("every hash must be 32 bytes")
         if len(set(values)) != count:
             raise MerkleError("hashes must be distinct; a hash was given more than once")
         k = keccak_256

@@ -41,6 +41,7 @@ from app.models import (
     utcnow,
 )
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
+from ledger.hashing import to_hex
 from ledger.merkle import MerkleTree, leaf_bytes, root_from_proof
 
 # Kinds of discrepancy, as reported (and documented in the README).
@@ -123,7 +124,7 @@ class AuditScope:
 # Streamed per record, with their PostgreSQL types for COPY's binary format.
 _RECORD_COLUMNS_AND_PG_TYPES = (
     (Record.id, "int8"),
-    (Record.hash, "varchar"),
+    (Record.hash, "bytea"),
     (Record.canonical, "bytea"),
     (Record.schema, "varchar"),
     (Record.buyer_ruc, "varchar"),
@@ -244,7 +245,10 @@ def _stream_records(session: Session, query: Any) -> Iterator[tuple[Any, ...]]:
     raw = cast(Any, connection.connection.driver_connection)
     with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
         copy.set_types(_PG_TYPES)
-        yield from copy.rows()
+        # The hash comes as its stored bytes; the rest of the audit reads text,
+        # as the SQLite path's rows give it (app.models.Hash32).
+        for row in copy.rows():
+            yield (row[_ID], to_hex(row[_HASH]), *row[_CANONICAL:])
 
 
 class _BatchedRows:

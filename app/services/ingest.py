@@ -36,6 +36,7 @@ from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
 from app.models import Batch, BatchEntry, Record, utcnow
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, ValidOrder, validate_order
 from ledger.canonical import canonical_bytes, hash_canonical
+from ledger.hashing import to_hex
 
 # Bulk requests are bounded (DESIGN §4): 10,000 orders per request.
 MAX_BULK_ITEMS = 10_000
@@ -122,7 +123,8 @@ def _row(prepared: Prepared, now: Any) -> tuple[Any, ...]:
     order = prepared.order.data
     buyer, supplier = order["buyer"], order["supplier"]
     return (
-        prepared.hash,
+        # Stored as its 32 bytes (app.models.Hash32).
+        bytes.fromhex(prepared.hash[2:]),
         prepared.canonical,
         PURCHASE_ORDER_SCHEMA,
         buyer["ruc"],
@@ -203,9 +205,9 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
         # here but per-statement overhead (measured under load: a third of the CPU).
         connection = session.connection()
         if dialect.name == "postgresql":
-            created = _insert_new_postgresql(connection, rows)
+            created = _insert_new_postgresql(connection, rows, candidates)
         else:
-            created = _insert_new_sqlite(connection, rows, sqlite_inserts)
+            created = _insert_new_sqlite(connection, rows, candidates, sqlite_inserts)
         rest = [item for item in prepared if item.hash not in created]
         existing, taken = _lookup(connection, rest)
         session.commit()
@@ -242,7 +244,7 @@ def record_orders(
 
 # PostgreSQL types of the inserted columns, for COPY's binary format.
 _PG_INSERT_TYPES = {
-    "hash": "varchar",
+    "hash": "bytea",
     "canonical": "bytea",
     "schema": "varchar",
     "buyer_ruc": "varchar",
@@ -289,11 +291,13 @@ _PG_INSERT = (
 )
 
 
-def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+def _insert_new_postgresql(
+    connection: Connection, rows: list[tuple[Any, ...]], candidates: Sequence[Prepared]
+) -> set[str]:
     """Insert the rows that are new, and queue them for sealing; returns the
     hashes actually inserted.
 
-    ``rows`` hold the values of ``_INSERT_COLUMNS`` in order. The unique
+    ``rows`` hold the values of ``_INSERT_COLUMNS`` in order, one per candidate. The unique
     indexes (hash; buyer + order number) decide, so a concurrent writer's row
     is never doubled, and the common case (all new) needs no lookup first:
     looking up every hash and order number of a bulk before inserting was a
@@ -319,16 +323,17 @@ def _insert_new_postgresql(connection: Connection, rows: list[tuple[Any, ...]]) 
         else:
             cursor.execute("RELEASE SAVEPOINT ancla_records_copy")
             copy_rows(cursor, _PG_COPY_PENDING, ["int8"], ((record_id,) for record_id in ids))
-            return {row[_HASH] for row in rows}
+            return {item.hash for item in candidates}
         cursor.execute(_PG_CREATE_STAGE)
         copy_rows(cursor, _PG_COPY, _PG_TYPES, with_ids)
         cursor.execute(_PG_INSERT)
-        return {found for (found,) in cursor.fetchall()}
+        return {to_hex(found) for (found,) in cursor.fetchall()}
 
 
 def _insert_new_sqlite(
     connection: Connection,
     rows: list[tuple[Any, ...]],
+    candidates: Sequence[Prepared],
     inserts: list[tuple[str, tuple[Any, ...]]],
 ) -> set[str]:
     """Insert the rows that are new (``inserts``: ``_sqlite_inserts(rows)``)
@@ -350,10 +355,13 @@ def _insert_new_sqlite(
         "INSERT INTO pending_records (record_id) SELECT id FROM records WHERE id >= ?", (first,)
     )
     if inserted == len(rows):
-        return {row[_HASH] for row in rows}
-    return set(
-        connection.exec_driver_sql("SELECT hash FROM records WHERE id >= ?", (first,)).scalars()
-    )
+        return {item.hash for item in candidates}
+    return {
+        to_hex(found)
+        for found in connection.exec_driver_sql(
+            "SELECT hash FROM records WHERE id >= ?", (first,)
+        ).scalars()
+    }
 
 
 # SQLite: multi-row VALUES with the columns' own bind processors applied in one

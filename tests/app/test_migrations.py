@@ -1,7 +1,8 @@
 """Migrations: 0005 moves batch membership and proofs out of `records` without
 losing any, 0006 drops the ingest path's foreign keys, 0007 ends the listing's
-indexes with the record id, each downgrade puts back what it changed, and the
-migrated schema is the models' schema."""
+indexes with the record id, 0008 stores record hashes as 32 bytes, each
+downgrade puts back what it changed, and the migrated schema is the models'
+schema."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Inspector, create_engine, inspect, text
+from sqlalchemy import Inspector, create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from app.cli import alembic_config, upgrade_database
 from app.db import normalise_url
-from app.models import Base
+from app.models import Base, Record
 
 pytestmark = pytest.mark.db
 
@@ -164,6 +166,44 @@ def test_0007_ends_the_listing_indexes_with_the_id_and_its_downgrade_restores_th
     assert _listing_indexes(database_url) == {name: columns[:-1] for name, columns in after.items()}
     upgrade_database(database_url)
     assert _listing_indexes(database_url) == after
+
+
+def test_0008_stores_record_hashes_as_32_bytes_and_its_downgrade_writes_the_text_back(
+    database_url: str,
+) -> None:
+    command.downgrade(alembic_config(database_url), "0007")
+    hashes = [f"0x{n:064x}" for n in (1, 2)] + ["0x" + "ab" * 32]
+    engine = create_engine(normalise_url(database_url))
+    stored = text("SELECT hash FROM records ORDER BY id")
+    try:
+        with engine.begin() as connection:
+            for n, record_hash in enumerate(hashes):
+                connection.execute(
+                    text(
+                        "INSERT INTO records (hash, canonical, schema, buyer_ruc, order_number,"
+                        " supplier_ruc, supplier_name, buyer_name, issued_at, currency, total,"
+                        " source, accepted_at) VALUES (:hash, :canonical,"
+                        " 'ancla/purchase-order/1', '20600027426', :number, '20100070970', 'S',"
+                        " 'B', '2026-01-31 14:57:50', 'PEN', '1.00', 'api', '2026-01-31 15:00:00')"
+                    ),
+                    {"hash": record_hash, "canonical": b"{}", "number": f"N-{n}"},
+                )
+        upgrade_database(database_url)
+        with engine.connect() as connection:
+            assert [bytes(value) for value in connection.execute(stored).scalars()] == [
+                bytes.fromhex(record_hash[2:]) for record_hash in hashes
+            ]
+        with Session(engine) as session:
+            assert list(session.scalars(select(Record.hash).order_by(Record.id))) == hashes
+            assert session.scalar(select(Record.order_number).where(Record.hash == hashes[2])) == (
+                "N-2"
+            )
+        command.downgrade(alembic_config(database_url), "0007")
+        with engine.connect() as connection:
+            assert list(connection.execute(stored).scalars()) == hashes
+        upgrade_database(database_url)
+    finally:
+        engine.dispose()
 
 
 def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:

@@ -91,9 +91,10 @@ def test_taking_the_queue_fetches_records_by_primary_key_not_by_a_scan(
             text(
                 "INSERT INTO records (hash, canonical, schema, buyer_ruc, buyer_name, order_number,"
                 " supplier_ruc, supplier_name, issued_at, currency, total, agency_id, source,"
-                " accepted_at) SELECT 'h' || g, canonical, schema, buyer_ruc, buyer_name,"
-                " 'N' || g, supplier_ruc, supplier_name, issued_at, currency, total, agency_id,"
-                " source, accepted_at FROM records, generate_series(2, :rows) AS g"
+                " accepted_at) SELECT sha256(convert_to('h' || g, 'UTF8')), canonical, schema,"
+                " buyer_ruc, buyer_name, 'N' || g, supplier_ruc, supplier_name, issued_at,"
+                " currency, total, agency_id, source, accepted_at"
+                " FROM records, generate_series(2, :rows) AS g"
             ),
             {"rows": ledger_rows},
         )
@@ -135,7 +136,7 @@ def test_a_batch_is_not_sealed_with_records_that_left_the_queue(
         taken = session.execute(next_in_queue(3)).all()
         session.execute(delete(PendingRecord).where(PendingRecord.record_id == taken[0].record_id))
         session.commit()
-        tree = MerkleTree.of([row.hash for row in taken])
+        tree = MerkleTree.of_digests([row.hash for row in taken])
         with pytest.raises(RuntimeError, match="batch 1: 1 of its records were no longer pending"):
             _seal(session, [row.record_id for row in taken], tree.root, tree.proof_bytes())
         assert session.scalar(select(func.count()).select_from(Batch)) == 0

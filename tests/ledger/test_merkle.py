@@ -122,6 +122,21 @@ def test_bad_input_is_refused(hashes: list[Any], message: str) -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    ("digests", "message"),
+    [
+        ([], "at least one hash"),
+        ([b"\xab" * 32, b"\xab" * 32], "distinct"),
+        ([b"\xab" * 32, b"\xab" * 31], "every hash must be 32 bytes"),
+        ([b"\xab" * 33], "every hash must be 32 bytes"),
+    ],
+)
+def test_bad_digests_are_refused(digests: list[bytes], message: str) -> None:
+    with pytest.raises(MerkleError, match=message):
+        MerkleTree.of_digests(digests)
+
+
+@pytest.mark.unit
 def test_load_refuses_a_tampered_dump() -> None:
     dump = MerkleTree.of(random_hashes(random.Random(2), 6)).dump()
     bad_node = json.loads(json.dumps(dump))
@@ -154,6 +169,7 @@ def test_matches_naive_reference_and_every_proof_verifies(values: set[bytes]) ->
     hashes = [to_hex(v) for v in values]
     tree = MerkleTree.of(hashes)
     assert tree.root == naive_root(hashes)
+    assert MerkleTree.of_digests(list(values)).dump() == tree.dump()
     for h, proof, packed in zip(hashes, tree.proofs(), tree.proof_bytes(), strict=True):
         assert proof == tree.proof(h)
         assert packed == b"".join(bytes.fromhex(node[2:]) for node in proof)

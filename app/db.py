@@ -58,8 +58,8 @@ log = logging.getLogger("ancla.db")
 # SQLite checkpoints (copies the WAL back into the database file) inside the
 # commit that takes the WAL past this many pages, while that writer still
 # holds the write lock; by default at 1,000 pages, that is after nearly every
-# group of orders, and it was a third of the lock's hold per record (17 of
-# 50 µs, measured). The copying is done by a thread of its own instead
+# group of orders, and it was a quarter of the lock's hold per record (9 of
+# 35 µs, in-process, measured). The copying is done by a thread of its own instead
 # (_Checkpointer), outside the lock; this threshold only bounds the WAL (64
 # MiB) when writers never leave the checkpointer a moment: a checkpoint in a
 # commit also lets the next writer start the WAL again from its beginning.

@@ -110,7 +110,13 @@ class Hash32(TypeDecorator[str]):
         return digest
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else "0x" + bytes(value).hex()
+        if value is None:
+            return None
+        if isinstance(value, str):
+            # Only a write made outside Ancla leaves text here (a SQLite column
+            # keeps any type). Never equal to a hash: `ancla verify` names it.
+            return f"text {value[:80]!r}"
+        return "0x" + bytes(value).hex()
 
 
 Money = Numeric(20, 2).with_variant(DecimalText(), "sqlite")

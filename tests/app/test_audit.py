@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.models import Batch, BatchEntry, PendingRecord, Record
@@ -154,6 +154,33 @@ def test_changed_stored_root(ledger: Any) -> None:
     report = audit(runtime)
     assert set(kinds(report)) == {"root_mismatch"}
     assert {d.batch_id for d in report.discrepancies} == {2}
+
+
+def test_record_hash_overwritten_with_what_is_not_a_hash(ledger: Any) -> None:
+    """The column holds whatever is written outside Ancla: on SQLite the hash's
+    text form (as stored before migration 0008), on PostgreSQL 31 bytes. The
+    audit names the record and its batch instead of failing."""
+    runtime, hashes = ledger
+    with runtime.session_factory() as session:
+        record_id = session.scalar(select(Record.id).where(Record.hash == hashes[5]))
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        forged: str | bytes = hashes[5] if sqlite else bytes.fromhex(hashes[5][2:])[:31]
+        session.execute(
+            text("UPDATE records SET hash = :forged WHERE id = :id"),
+            {"forged": forged, "id": record_id},
+        )
+        session.commit()
+    report = audit(runtime)
+    shown = f"text {hashes[5]!r}" if sqlite else hashes[5][:-2]
+    # The record; its batch's root, which cannot be rebuilt; the record again,
+    # as the one whose proof does not lead to that root.
+    assert kinds(report) == Counter({"tampered_record": 1, "root_mismatch": 2})
+    tampered = next(d for d in report.discrepancies if d.kind == "tampered_record")
+    assert (tampered.record_id, tampered.record_hash) == (record_id, shown)
+    assert {d.record_hash for d in report.discrepancies if d.kind == "root_mismatch"} == {
+        None,
+        shown,
+    }
 
 
 def test_record_hash_rewritten_with_its_bytes(ledger: Any) -> None:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from weakref import WeakKeyDictionary
@@ -386,7 +387,7 @@ def sqlite_multirow_inserts(
         chunk = rows[start : start + rows_per_statement]
         marks = "(" + ", ".join("?" * len(chunk[0])) + ")"
         values = f"VALUES {', '.join([marks] * len(chunk))}"
-        params = tuple(value for row in chunk for value in row)
+        params = tuple(chain.from_iterable(chunk))
         statements.append((f"{head} {values}{tail}", params))
     return statements
 

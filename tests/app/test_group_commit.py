@@ -169,13 +169,37 @@ def test_close_stores_what_is_queued(engine: Engine) -> None:
     assert asyncio.run(scenario()) == ["created"] * 3
 
 
-def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(engine: Engine) -> None:
-    """The insert bypasses SQLAlchemy's statement machinery for speed; the bytes in
-    the database must not change (dates as SQLite text, amounts, binary)."""
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        # A fraction of a second, and a UTC time in the next year.
+        {
+            "issued_at": "2026-12-31T23:59:59.999999-05:00",
+            "subtotal": "1250.5",
+            "tax": "225.09",
+            "total": "1475.59",
+        },
+        # A year under 1000, an offset ahead of UTC, amounts without decimals.
+        {"issued_at": "0999-03-01T00:00:00.5+14:00", "subtotal": "7", "tax": "1", "total": "8"},
+    ],
+    ids=["example", "fraction-new-year", "year-999-whole-amounts"],
+)
+def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(
+    engine: Engine, changes: dict[str, str]
+) -> None:
+    """The insert bypasses SQLAlchemy's statement machinery for speed, and writes
+    SQLite's forms of dates and amounts itself; the bytes in the database must
+    be the ones SQLAlchemy stores (dates as SQLite text, amounts, binary)."""
     session_factory = make_session_factory(engine)
     agency = ensure_agency(session_factory)
     with session_factory() as session:
-        (result,) = record_orders(session=session, agency=agency, orders=_orders(range(1)))
+        (result,) = record_orders(
+            session=session,
+            agency=agency,
+            orders=[PurchaseOrder.model_validate(order(0, **changes))],
+        )
+    assert result.outcome == "created", result
     records = Record.__table__
     with engine.begin() as connection:
         row = connection.execute(select(records).where(records.c.hash == result.hash)).one()

@@ -277,7 +277,6 @@ _PG_COPY = f"COPY pg_temp.records_incoming (id, {_COLUMN_LIST}) FROM STDIN (FORM
 _PG_COPY_RECORDS = f"COPY records (id, {_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _PG_COPY_PENDING = "COPY pending_records (record_id) FROM STDIN (FORMAT BINARY)"
 _PG_TYPES = ["int8", *_PG_INSERT_TYPES.values()]
-_HASH = _INSERT_COLUMNS.index("hash")
 # The fallback: the unique indexes decide row by row, and only the rows
 # actually inserted are queued. The DELETE ... RETURNING empties the stage as
 # it feeds the insert, so a second insert in the same transaction starts

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.purchase_order import PURCHASE_ORDER_SCHEMA
+from ledger.hashing import from_hex32
 
 # Batch lifecycle (DESIGN §4): sealed -> submitted -> anchored -> final.
 SEALED, SUBMITTED, ANCHORED, FINAL = "sealed", "submitted", "anchored", "final"
@@ -76,13 +77,18 @@ class DecimalText(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
-        return None if value is None else format(Decimal(value).quantize(_CENT), "f")
+        return None if value is None else decimal_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value).quantize(_CENT)
 
 
 _CENT = Decimal("0.01")
+
+
+def decimal_text(value: Decimal) -> str:
+    """An amount as DecimalText stores it on SQLite: two decimals ("1250.00")."""
+    return format(Decimal(value).quantize(_CENT), "f")
 
 
 class Hash32(TypeDecorator[str]):
@@ -101,13 +107,7 @@ class Hash32(TypeDecorator[str]):
     def process_bind_param(self, value: str | bytes | None, dialect: Dialect) -> bytes | None:
         if value is None or isinstance(value, bytes):
             return value
-        try:
-            digest = bytes.fromhex(value[2:]) if value.startswith("0x") else b""
-        except ValueError:
-            digest = b""
-        if len(digest) != 32:
-            raise ValueError(f"a record hash is 0x and 64 hex digits, not {value[:80]!r}")
-        return digest
+        return from_hex32(value, what="a record hash")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:

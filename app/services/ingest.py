@@ -33,7 +33,7 @@ from app.db import (
     sqlite_multirow_inserts,
 )
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
-from app.models import Batch, BatchEntry, Record, utcnow
+from app.models import Batch, BatchEntry, Record, decimal_text, utcnow
 from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, ValidOrder, validate_order
 from ledger.canonical import canonical_bytes, hash_canonical
 from ledger.hashing import to_hex
@@ -374,7 +374,6 @@ _SQLITE_INSERT_ROWS = 500  # x 14 columns: far under SQLite's 32,766 variables
 _ISSUED_AT = _INSERT_COLUMNS.index("issued_at")
 _TOTAL = _INSERT_COLUMNS.index("total")
 _ACCEPTED_AT = _INSERT_COLUMNS.index("accepted_at")
-_CENT = Decimal("0.01")
 
 
 def _sqlite_inserts(
@@ -395,7 +394,7 @@ def _sqlite_inserts(
         values = list(row)
         # UTCDateTime: naive UTC, as DATETIME text; DecimalText: two decimals.
         values[_ISSUED_AT] = row[_ISSUED_AT].replace(tzinfo=None).isoformat(" ", "microseconds")
-        values[_TOTAL] = format(row[_TOTAL].quantize(_CENT), "f")
+        values[_TOTAL] = decimal_text(row[_TOTAL])
         if row[_ACCEPTED_AT] is not accepted:
             accepted = row[_ACCEPTED_AT]
             accepted_form = process_accepted(accepted) if process_accepted else accepted

@@ -14,11 +14,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Inspector, create_engine, inspect, select, text
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.orm import Session
 
 from app.cli import alembic_config, upgrade_database
 from app.db import normalise_url
-from app.models import Base, Record
+from app.models import Base, Hash32, Record
 
 pytestmark = pytest.mark.db
 
@@ -215,3 +216,19 @@ def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0x" + "ab" * 31, "a record hash must be 0x followed by 64 hex digits"),
+        ("ab" * 33, "a record hash must be 0x followed by 64 hex digits"),
+        ("0x" + "AB" * 32, "a record hash must be lowercase hex"),
+        ("0x" + "zz" * 32, "a record hash must be lowercase hex"),
+    ],
+)
+def test_the_hash_column_refuses_what_is_not_a_hash(value: str, message: str) -> None:
+    # Hashes are written one way only (ledger.hashing): an uppercase form would
+    # otherwise find the same stored bytes as the lowercase one.
+    with pytest.raises(ValueError, match=message):
+        Hash32().process_bind_param(value, sqlite_dialect())

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.db import make_engine, make_session_factory
 from app.devchain import DEV_KEY_0, HardhatNode, start_node
 from app.models import Agency
-from app.purchase_order import PURCHASE_ORDER_EXAMPLE
+from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE
 from app.services.agencies import add_agency, rotate_key
 from ledger.chain import ChainClient, load_signer
 

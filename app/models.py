@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.purchase_order import PURCHASE_ORDER_SCHEMA
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
 from ledger.hashing import from_hex32
 
 # Batch lifecycle (DESIGN §4): sealed -> submitted -> anchored -> final.

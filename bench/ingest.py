@@ -100,7 +100,7 @@ def _order_template() -> list[str]:
 
         data = order(0)
     except Exception:  # noqa: BLE001 - the tests' helper is a convenience only
-        from app.purchase_order import PURCHASE_ORDER_EXAMPLE
+        from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE
 
         data = {k: v for k, v in PURCHASE_ORDER_EXAMPLE.items() if k != "items"}
     data = {**data, **_SENTINELS}

@@ -64,7 +64,7 @@ from sqlalchemy import Table, bindparam, insert, text, update  # noqa: E402
 
 from app.db import is_sqlite, make_engine, make_read_engine, make_session_factory  # noqa: E402
 from app.models import FINAL, Agency, Batch, ChainTarget  # noqa: E402
-from app.purchase_order import (  # noqa: E402
+from app.records.purchase_order import (  # noqa: E402
     PURCHASE_ORDER_SCHEMA,
     PurchaseOrder,
     ruc_check_digit,

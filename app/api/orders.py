@@ -20,7 +20,7 @@ from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
 from app.errors import InvalidInput, NotFound
 from app.models import Batch, Record
-from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import (
     MAX_BULK_ITEMS,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.models import Agency, utcnow
-from app.purchase_order import ruc_is_valid
+from app.records.vocabulary import ruc_is_valid
 
 KEY_PREFIX = "ancla"
 

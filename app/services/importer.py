@@ -32,7 +32,7 @@ from typing import IO, Any, Final, Literal
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.purchase_order import PurchaseOrder
+from app.records.purchase_order import PurchaseOrder
 from app.services.ingest import record_orders, validation_errors
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError

@@ -34,7 +34,12 @@ from app.db import (
 )
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
 from app.models import Batch, BatchEntry, Record, decimal_text, utcnow
-from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, ValidOrder, validate_order
+from app.records.purchase_order import (
+    PURCHASE_ORDER_SCHEMA,
+    PurchaseOrder,
+    ValidOrder,
+    validate_order,
+)
 from ledger.canonical import canonical_bytes, hash_canonical
 from ledger.hashing import to_hex
 

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure, InvalidInput
 from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
-from app.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
 from app.services.receipts import receipt_from_rows, with_batch
 from ledger.canonical import hash_canonical, parse_record

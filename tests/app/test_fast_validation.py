@@ -1,4 +1,4 @@
-"""The fast path of order validation (app.purchase_order._fast_order).
+"""The fast path of order validation (app.records.purchase_order._fast_order).
 
 PurchaseOrder alone defines what is valid. The fast path may refuse more than
 it (the order then goes through the model), but it must never accept an
@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.purchase_order import (
+from app.records.purchase_order import (
     _PLAIN_URL,
     _WHITESPACE,
     PURCHASE_ORDER_EXAMPLE,
     PurchaseOrder,
     ValidOrder,
     _fast_order,
-    _url,
     validate_order,
 )
+from app.records.vocabulary import url_field
 from tests.support.orders import MINIMAL_ORDER, order
 
 pytestmark = pytest.mark.unit
@@ -192,7 +192,7 @@ _URL_PIECES = st.sampled_from(
 def test_urls_the_fast_path_takes_unparsed_are_urls_the_model_accepts(text: str) -> None:
     url = f"https://{text}" if text.startswith(("x", "g")) else text
     if _PLAIN_URL.fullmatch(url) and url.strip() == url and url:
-        assert _url(url) == url
+        assert url_field(url) == url
 
 
 @pytest.mark.parametrize(
@@ -206,4 +206,4 @@ def test_urls_the_fast_path_takes_unparsed_are_urls_the_model_accepts(text: str)
 def test_common_urls_take_the_shortcut(url: str) -> None:
     # Without it every document costs a urlsplit: the shortcut must keep working.
     assert _PLAIN_URL.fullmatch(url)
-    assert _url(url) == url
+    assert url_field(url) == url

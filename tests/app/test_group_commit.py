@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.cli import upgrade_database
 from app.db import is_sqlite, make_engine, make_session_factory
 from app.models import Record
-from app.purchase_order import PurchaseOrder
+from app.records.purchase_order import PurchaseOrder
 from app.services.ingest import GroupCommitter, prepare_orders, record_orders
 from tests.support.orders import order
 from tests.support.services import ensure_agency

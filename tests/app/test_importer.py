@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.models import Record
-from app.purchase_order import PurchaseOrder
+from app.records.purchase_order import PurchaseOrder
 from app.services import importer
 from app.services.importer import (
     PERUCOMPRAS_COLUMNS,

@@ -25,7 +25,7 @@ from referencing.jsonschema import DRAFT4
 from sqlalchemy import select
 
 from app.models import Batch
-from app.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
+from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
 from app.runtime import Runtime
 from app.services import ocds
 from app.services.ingest import record_orders

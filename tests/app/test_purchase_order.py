@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.purchase_order import (
+from app.records.purchase_order import (
     CURRENCY_CODES,
     PURCHASE_ORDER_EXAMPLE,
     PURCHASE_ORDER_SCHEMA,

@@ -12,7 +12,7 @@ from sqlalchemy import delete, event, func, select, text
 from app.cli import upgrade_database
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.models import Batch, BatchEntry, PendingRecord
-from app.purchase_order import PurchaseOrder
+from app.records.purchase_order import PurchaseOrder
 from app.services.batching import _seal, next_in_queue, seal_batches
 from app.services.ingest import record_orders
 from ledger.merkle import MerkleTree

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from app.purchase_order import PURCHASE_ORDER_EXAMPLE, ruc_check_digit
+from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, ruc_check_digit
 
 BUYER_RUC = PURCHASE_ORDER_EXAMPLE["buyer"]["ruc"]
 OTHER_BUYER_RUC = "20177217043"  # MUNICIPALIDAD PROVINCIAL DEL CUSCO (a real RUC)

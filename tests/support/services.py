@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.db import SessionFactory
 from app.models import Agency, Batch, PendingRecord
-from app.purchase_order import PurchaseOrder
+from app.records.purchase_order import PurchaseOrder
 from app.services.agencies import add_agency
 from app.services.ingest import record_orders
 from app.settings import Settings

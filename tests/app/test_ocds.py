@@ -33,11 +33,10 @@ from app.services.receipts import get_receipt
 from ledger.canonical import record_hash
 from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order
 
-VECTORS = Path(__file__).parents[1] / "vectors" / "ocds"
-# shared/ sits beside the clone, locally and in CI (DESIGN §4).
-SHARED_OCDS = Path(__file__).parents[2].parent / "shared" / "data" / "ocds"
-REAL = SHARED_OCDS / "real"
-FICTIONAL = SHARED_OCDS / "fictional-sample-data"
+# The OCDS 1.1.5 schemas and published packages, vendored (SOURCES.md says from where).
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ocds"
+REAL = VECTORS / "real"
+FICTIONAL = VECTORS / "fictional-sample-data"
 SCHEMA_BASE = "https://standard.open-contracting.org/schema/1__1__5/"
 PERU = timezone(timedelta(hours=-5))
 BASE_URL = "https://ancla.example/"  # RFC 2606: a name that is never anyone's host
@@ -600,7 +599,7 @@ def test_writers_stream_one_release_at_a_time() -> None:
 # --- import: real and fictional packages -------------------------------------------------------
 
 REAL_PACKAGES = sorted(
-    path.relative_to(SHARED_OCDS).as_posix()
+    path.relative_to(VECTORS).as_posix()
     for path in [*REAL.rglob("*.json"), *FICTIONAL.rglob("*.json")]
 )
 
@@ -676,7 +675,7 @@ def releases_read(package: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.unit
 @pytest.mark.parametrize("name", REAL_PACKAGES)
 def test_real_packages_report_every_contract(name: str) -> None:
-    package = load_json(SHARED_OCDS / name)
+    package = load_json(VECTORS / name)
     items = list(ocds.orders_from_ocds(package))
     releases = releases_read(package)
     contracts = sum(len(r.get("contracts") or []) for r in releases)

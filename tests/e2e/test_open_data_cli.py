@@ -19,7 +19,7 @@ from tests.support.services import ancla, settings_env
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.chain]
 
 IMPORTS = Path(__file__).parents[1] / "vectors" / "import"
-REAL_OCDS = Path(__file__).parents[2].parent / "shared" / "data" / "ocds" / "real"
+REAL_OCDS = Path(__file__).parents[1] / "vectors" / "ocds" / "real"
 
 
 def run_json(*args: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -582,7 +582,7 @@ def import_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.services import importer
+    from app.opendata import importing
 
     if file_format not in ("auto", "jsonl", "perucompras-csv", "ocds"):
         _fail(f"--format must be auto, jsonl, perucompras-csv or ocds, not {file_format!r}")
@@ -590,7 +590,7 @@ def import_command(
         _fail(f"cannot read {path}: no such file")
     settings = _settings(database_url=database_url)
     try:
-        kind = importer.detect_format(path) if file_format == "auto" else file_format
+        kind = importing.detect_format(path) if file_format == "auto" else file_format
     except ValueError as exc:
         _fail(str(exc))
     # Record.source holds at most 200 characters.
@@ -598,9 +598,9 @@ def import_command(
     pointers: dict[int, str] = {}
     try:
         if kind == "jsonl":
-            rows = importer.read_jsonl(path)
+            rows = importing.read_jsonl(path)
         elif kind == "perucompras-csv":
-            rows = importer.read_perucompras_csv(path, encoding=encoding)
+            rows = importing.read_perucompras_csv(path, encoding=encoding)
         else:
             rows = _ocds_rows(path, pointers)
         engine = make_engine(settings.database_url, pool_size=2)
@@ -616,7 +616,7 @@ def import_command(
         try:
             with progress:
                 task = progress.add_task(f"importing {path.name}", total=None)
-                report = importer.import_rows(
+                report = importing.import_rows(
                     session_factory=make_session_factory(engine),
                     rows=rows,
                     source=source,
@@ -653,8 +653,8 @@ def import_command(
 
 def _ocds_rows(path: Path, pointers: dict[int, str]) -> Any:
     """OCDS contracts as import rows; each row's number maps back to its JSON pointer."""
-    from app.services.importer import SourceRow
-    from app.services.ocds import orders_from_ocds
+    from app.opendata.importing import SourceRow
+    from app.opendata.ocds import orders_from_ocds
     from ledger.canonical import parse_json_strict
 
     package = parse_json_strict(path.read_bytes())
@@ -686,7 +686,7 @@ def export_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.services import ocds
+    from app.opendata import ocds
 
     if file_format not in ("ocds", "ocds-record", "csv"):
         _fail(f"--format must be ocds, ocds-record or csv, not {file_format!r}")

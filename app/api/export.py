@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep
 from app.errors import NotFound
-from app.services import ocds
+from app.opendata import ocds
 
 router = APIRouter(tags=["open data"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}

@@ -1,4 +1,4 @@
-"""Bulk import (app/services/importer.py): Perú Compras' report and JSON lines, into the ledger.
+"""Bulk import (app/opendata/importing.py): Perú Compras' report and JSON lines, into the ledger.
 
 The report fixtures hold the two real rows of DESIGN §4 (tests/vectors/import/):
 ``ReportePCBienes202602.csv`` is cp1252 with Windows line endings, as Perú
@@ -18,9 +18,8 @@ from sqlalchemy import func, select
 
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.models import Record
-from app.records.purchase_order import PurchaseOrder
-from app.services import importer
-from app.services.importer import (
+from app.opendata import importing
+from app.opendata.importing import (
     PERUCOMPRAS_COLUMNS,
     ImportFormatError,
     ImportReport,
@@ -32,6 +31,7 @@ from app.services.importer import (
     read_jsonl,
     read_perucompras_csv,
 )
+from app.records.purchase_order import PurchaseOrder
 from ledger import record_hash
 from ledger.canonical import canonical_bytes
 from tests.support.orders import MINIMAL_ORDER
@@ -355,7 +355,7 @@ def test_amounts_are_kept_as_written(tmp_path: Path) -> None:
 
 
 def test_quoted_cells_and_broken_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "_CSV_LINE_MAX", 2048)
+    monkeypatch.setattr(importing, "_CSV_LINE_MAX", 2048)
     quoted = cells(ROW_2)
     quoted[2] = '"INTISSUR; PUNO E.I.R.L."'
     unbalanced = cells(ROW_1)
@@ -614,7 +614,7 @@ def test_jsonl_reader_skips_blank_lines_and_a_leading_bom(tmp_path: Path) -> Non
 
 
 def test_jsonl_overlong_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "_JSONL_LINE_MAX", 2 * 1024 * 1024)
+    monkeypatch.setattr(importing, "_JSONL_LINE_MAX", 2 * 1024 * 1024)
     line = json.dumps(ORDER_1, ensure_ascii=False).encode()
     path = tmp_path / "o.jsonl"
     path.write_bytes(line + b"\n" + b"[" * (3 * 1024 * 1024) + b"\n" + line + b"\n")
@@ -664,7 +664,7 @@ def test_detect_format_across_read_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     # Escapes, strings holding brackets and nested "records" split at every offset.
-    monkeypatch.setattr(importer, "_READ_CHUNK", chunk)
+    monkeypatch.setattr(importing, "_READ_CHUNK", chunk)
     path = tmp_path / "package.json"
     path.write_text("\n" * 9 + RELEASE_PACKAGE, encoding="utf-8")
     assert detect_format(path) == "ocds"

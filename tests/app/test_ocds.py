@@ -25,9 +25,9 @@ from referencing.jsonschema import DRAFT4
 from sqlalchemy import select
 
 from app.models import Batch
+from app.opendata import ocds
 from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
 from app.runtime import Runtime
-from app.services import ocds
 from app.services.ingest import record_orders
 from app.services.receipts import get_receipt
 from ledger.canonical import record_hash

@@ -686,7 +686,7 @@ def export_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.opendata import ocds
+    from app.opendata import ocds, packages
 
     if file_format not in ("ocds", "ocds-record", "csv"):
         _fail(f"--format must be ocds, ocds-record or csv, not {file_format!r}")
@@ -711,15 +711,15 @@ def export_command(
                         session=session, buyer=buyer, since=since_utc, base_url=base
                     )
                     writer = (
-                        ocds.write_release_package
+                        packages.write_release_package
                         if file_format == "ocds"
-                        else ocds.write_record_package
+                        else packages.write_record_package
                     )
-                    info = ocds.export_package_info(base_url=base, uri=f"{base}/v1/export/ocds")
+                    info = packages.export_package_info(base_url=base, uri=f"{base}/v1/export/ocds")
                     count = writer(target, releases, info)
     except OSError as exc:
         _fail(f"cannot write {output}: {exc}")
-    except ocds.EmptyPackage:
+    except packages.EmptyPackage:
         _fail("no recorded orders match; an OCDS package cannot be empty", 1)
     except SQLAlchemyError as exc:
         _fail(f"database error: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")

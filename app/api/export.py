@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep
 from app.errors import NotFound
-from app.opendata import ocds
+from app.opendata import ocds, packages
 
 router = APIRouter(tags=["open data"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -55,11 +55,15 @@ def export_ocds(
         session=session, buyer=buyer, since=_since(since), base_url=base
     )
     spool, text = _spool()
-    info = ocds.export_package_info(base_url=base, uri=str(request.url), publisher_name=PUBLISHER)
-    writer = ocds.write_release_package if package == "release" else ocds.write_record_package
+    info = packages.export_package_info(
+        base_url=base, uri=str(request.url), publisher_name=PUBLISHER
+    )
+    writer = (
+        packages.write_release_package if package == "release" else packages.write_record_package
+    )
     try:
         writer(text, releases, info)
-    except ocds.EmptyPackage:
+    except packages.EmptyPackage:
         spool.close()
         # OCDS packages hold at least one release; there is nothing to publish.
         raise NotFound("no recorded orders match; an OCDS package cannot be empty") from None

@@ -25,7 +25,7 @@ from referencing.jsonschema import DRAFT4
 from sqlalchemy import select
 
 from app.models import Batch
-from app.opendata import ocds
+from app.opendata import ocds, packages
 from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import record_orders
@@ -40,7 +40,7 @@ FICTIONAL = VECTORS / "fictional-sample-data"
 SCHEMA_BASE = "https://standard.open-contracting.org/schema/1__1__5/"
 PERU = timezone(timedelta(hours=-5))
 BASE_URL = "https://ancla.example/"  # RFC 2606: a name that is never anyone's host
-PACKAGE = ocds.PackageInfo(
+PACKAGE = packages.PackageInfo(
     uri="https://ancla.example/ocds/releases.json",
     published_date=datetime(2026, 2, 1, 8, 0, 14, tzinfo=PERU),
     publisher_name="Ancla (tests)",
@@ -208,11 +208,11 @@ def test_export_is_valid_ocds_with_the_proof(runtime: Runtime, ledger: dict[str,
     releases = releases_of(runtime)
     assert [r["ancla"]["recordHash"] for r in releases] == list(ledger.values())
 
-    release_package = ocds.release_package(releases, PACKAGE)
+    release_package = packages.release_package(releases, PACKAGE)
     assert_valid(release_package, "release-package-schema.json")
-    embedded = ocds.record_package(releases, PACKAGE)
+    embedded = packages.record_package(releases, PACKAGE)
     assert_valid(embedded, "record-package-schema.json")
-    linked = ocds.record_package(releases, PACKAGE, release_package_uri=PACKAGE.uri)
+    linked = packages.record_package(releases, PACKAGE, release_package_uri=PACKAGE.uri)
     assert_valid(linked, "record-package-schema.json")
     assert linked["packages"] == [PACKAGE.uri]
     assert linked["records"][0]["releases"] == [
@@ -362,21 +362,21 @@ def test_streamed_packages_equal_the_in_memory_ones(
     releases = releases_of(runtime)
     with runtime.session_factory() as session:
         out = io.StringIO()
-        count = ocds.write_release_package(
+        count = packages.write_release_package(
             out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
-    in_memory = ocds.release_package(releases, PACKAGE)
+    in_memory = packages.release_package(releases, PACKAGE)
     assert out.getvalue() == json.dumps(in_memory, ensure_ascii=False)
     assert json.loads(out.getvalue()) == in_memory
 
     with runtime.session_factory() as session:
         out = io.StringIO()
-        count = ocds.write_record_package(
+        count = packages.write_record_package(
             out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
-    assert json.loads(out.getvalue()) == ocds.record_package(releases, PACKAGE)
+    assert json.loads(out.getvalue()) == packages.record_package(releases, PACKAGE)
 
 
 @pytest.mark.db
@@ -434,8 +434,8 @@ def test_round_trip_export_then_import_gives_the_same_orders(
     expected[2]["documents"][0]["url"] = SPACED_URL.replace(" ", "%20")
 
     for package in (
-        ocds.release_package(releases, PACKAGE),
-        ocds.record_package(releases, PACKAGE),  # through compiledRelease
+        packages.release_package(releases, PACKAGE),
+        packages.record_package(releases, PACKAGE),  # through compiledRelease
     ):
         # As a consumer reads it: JSON text, numbers parsed as floats.
         items = list(ocds.orders_from_ocds(json.loads(json.dumps(package))))
@@ -443,7 +443,7 @@ def test_round_trip_export_then_import_gives_the_same_orders(
         assert [item.order for item in items] == expected
 
     # Recorded again, the orders hash to the recorded records: identical content.
-    imported = [i.order for i in ocds.orders_from_ocds(ocds.release_package(releases, PACKAGE))]
+    imported = [i.order for i in ocds.orders_from_ocds(packages.release_package(releases, PACKAGE))]
     assert record(runtime, [o for o in imported if o is not None][:2], "exists") == [
         ledger[WITH_ITEMS["order_number"]],
         ledger[NO_ITEMS["order_number"]],
@@ -484,7 +484,7 @@ def test_release_for_unit_values_and_status_rules() -> None:
     release = release_of(WITH_ITEMS, "final", anchor=ANCHOR)
     assert release["ancla"]["recordUrl"] == f"https://ancla.example/v1/records/{release['id']}"
     assert release["ancla"]["batchId"] == 7 and release["ancla"]["status"] == "final"
-    assert_valid(ocds.release_package([release], PACKAGE), "release-package-schema.json")
+    assert_valid(packages.release_package([release], PACKAGE), "release-package-schema.json")
 
     with pytest.raises(ValueError, match="must not come with its anchor"):
         release_of(WITH_ITEMS, "pending", anchor=ANCHOR)
@@ -534,7 +534,7 @@ def test_extension_schema_checks_the_proof() -> None:
         (bad_hash, "releases/0/ancla/recordHash"),
         (bad_digest, "releases/0/contracts/0/documents/0/sha256"),
     ):
-        package = ocds.release_package([broken], PACKAGE)
+        package = packages.release_package([broken], PACKAGE)
         # The official schema lets extension fields through; the extension checks them.
         assert errors_of("release-package-schema.json", package, extended=False) == []
         errors = errors_of("release-package-schema.json", package, extended=True)
@@ -579,21 +579,25 @@ def test_writers_stream_one_release_at_a_time() -> None:
                 assert releases[index - 1]["id"] in out.getvalue()
             yield release
 
-    assert ocds.write_release_package(out, lazily(), PACKAGE) == 3
-    assert out.getvalue() == json.dumps(ocds.release_package(releases, PACKAGE), ensure_ascii=False)
+    assert packages.write_release_package(out, lazily(), PACKAGE) == 3
+    assert out.getvalue() == json.dumps(
+        packages.release_package(releases, PACKAGE), ensure_ascii=False
+    )
 
     out = io.StringIO()
-    assert ocds.write_record_package(out, iter(releases), PACKAGE) == 3
-    assert out.getvalue() == json.dumps(ocds.record_package(releases, PACKAGE), ensure_ascii=False)
+    assert packages.write_record_package(out, iter(releases), PACKAGE) == 3
+    assert out.getvalue() == json.dumps(
+        packages.record_package(releases, PACKAGE), ensure_ascii=False
+    )
 
     out = io.StringIO()
-    with pytest.raises(ocds.EmptyPackage):
-        ocds.write_release_package(out, iter([]), PACKAGE)
+    with pytest.raises(packages.EmptyPackage):
+        packages.write_release_package(out, iter([]), PACKAGE)
     assert out.getvalue() == ""  # nothing half-written
-    with pytest.raises(ocds.EmptyPackage):
-        ocds.release_package([], PACKAGE)
+    with pytest.raises(packages.EmptyPackage):
+        packages.release_package([], PACKAGE)
     with pytest.raises(ValueError, match="merge rules"):
-        ocds.compiled_release([releases[0], releases[0]])
+        packages.compiled_release([releases[0], releases[0]])
 
 
 # --- import: real and fictional packages -------------------------------------------------------
@@ -1062,7 +1066,7 @@ def test_buyer_from_roles_and_malformed_packages() -> None:
 def test_a_package_needs_an_aware_publication_date() -> None:
     # publishedDate is an OCDS date-time with an offset; a naive one would be guessed.
     with pytest.raises(ValueError, match="published_date must be an aware datetime"):
-        ocds.PackageInfo(
+        packages.PackageInfo(
             uri=PACKAGE.uri,
             published_date=datetime(2026, 2, 1, 8, 0, 14),  # noqa: DTZ001 - the point
             publisher_name="Ancla (tests)",

@@ -686,7 +686,7 @@ def export_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.opendata import ocds, packages
+    from app.opendata import export, packages
 
     if file_format not in ("ocds", "ocds-record", "csv"):
         _fail(f"--format must be ocds, ocds-record or csv, not {file_format!r}")
@@ -704,10 +704,10 @@ def export_command(
             )
             with target:
                 if file_format == "csv":
-                    count = ocds.write_csv(target, session=session, buyer=buyer, since=since_utc)
+                    count = export.write_csv(target, session=session, buyer=buyer, since=since_utc)
                 else:
                     base = base_url.rstrip("/")
-                    releases = ocds.export_releases(
+                    releases = export.export_releases(
                         session=session, buyer=buyer, since=since_utc, base_url=base
                     )
                     writer = (

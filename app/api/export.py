@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep
 from app.errors import NotFound
-from app.opendata import ocds, packages
+from app.opendata import export, ocds, packages
 
 router = APIRouter(tags=["open data"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -51,7 +51,7 @@ def export_ocds(
     """Each order is a contract; Ancla's record hash and receipt URL ride along in the
     documented `ancla` extension (see `/ocds/extension/extension.json`)."""
     base = str(request.base_url).rstrip("/")
-    releases = ocds.export_releases(
+    releases = export.export_releases(
         session=session, buyer=buyer, since=_since(since), base_url=base
     )
     spool, text = _spool()
@@ -83,7 +83,7 @@ def export_csv(
     since: Annotated[date | None, Query(description="Orders issued since (UTC date)")] = None,
 ) -> StreamingResponse:
     spool, text = _spool()
-    ocds.write_csv(text, session=session, buyer=buyer, since=_since(since))
+    export.write_csv(text, session=session, buyer=buyer, since=_since(since))
     text.flush()
     text.detach()
     return StreamingResponse(_stream(spool), media_type="text/csv; charset=utf-8")

@@ -1,4 +1,4 @@
-"""Open data out and in: OCDS 1.1 (schema 1.1.5) releases and CSV (DESIGN §4, §5).
+"""OCDS 1.1 (schema 1.1.5) out and in: one order as one release, contracts as orders (DESIGN §4).
 
 Out. Every recorded purchase order becomes one OCDS release. Following the
 OCDS guidance, a purchase order is a *contract*; an order under an Acuerdo
@@ -21,40 +21,31 @@ to purchase-order dicts, reporting every contract (and every release without
 contracts) that cannot be mapped with its JSON pointer and the reason, so the
 count of contracts in equals orders mapped plus problems reported.
 
-The packages that hold the releases are :mod:`app.opendata.packages`'s.
-Releases and CSV rows are streamed from iterators that read the database with
-``yield_per``; nothing holds the whole ledger in memory.
+The packages that hold the releases are :mod:`app.opendata.packages`'s; the
+releases of the ledger's orders (and CSV rows) come from :mod:`app.opendata.export`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.errors import IntegrityFailure
-from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
-from app.services.receipts import receipt_from_rows, with_batch
-from ledger.canonical import hash_canonical, parse_record
 from ledger.canonical import record_hash as record_hash_of
 from ledger.receipt import Receipt
 
 __all__ = [
     "CONTRACT_STATUS",
-    "CSV_COLUMNS",
     "DEFAULT_OCID_PREFIX",
     "EXTENSION_DIR",
     "FRAMEWORK_SCHEME",
@@ -62,16 +53,11 @@ __all__ = [
     "RUC_SCHEME",
     "AnchorProof",
     "OcdsItem",
-    "csv_row",
-    "csv_rows",
-    "export_csv",
-    "export_releases",
     "extension_metadata",
     "extension_url",
     "ocid_for",
     "orders_from_ocds",
     "release_for",
-    "write_csv",
 ]
 
 JsonObject = dict[str, Any]
@@ -117,26 +103,6 @@ CONTRACT_STATUS: Final[Mapping[str, str]] = {
     "RESUELTA": "terminated",  # "resolución de contrato": ended early
 }
 
-# One row per order; the public interface of `ancla export --format csv`.
-CSV_COLUMNS: Final = (
-    "order_number",
-    "buyer_ruc",
-    "buyer_name",
-    "supplier_ruc",
-    "supplier_name",
-    "issued_at",
-    "currency",
-    "total",
-    "hash",
-    "status",
-    "batch_id",
-    "tx_hash",
-    "chain_id",
-    "contract",
-)
-
-# Rows fetched per round trip when streaming the ledger out.
-_YIELD_PER: Final = 1000
 _CENTS: Final = Decimal("0.01")
 # Characters RFC 3986 allows in a URL; anything else (spaces in Perú Compras'
 # file names, non-ASCII) is percent-encoded, because OCDS's "uri" format
@@ -397,130 +363,6 @@ def extension_metadata(base_url: str) -> JsonObject:
         for language, path in metadata["documentationUrl"].items()
     }
     return metadata
-
-
-# --- Out: from the ledger ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stored:
-    record: JsonObject
-    record_hash: str
-    receipt: Receipt
-
-
-def _stored_orders(
-    session: Session, buyer: str | None, since: datetime | None
-) -> Iterator[_Stored]:
-    """Purchase-order records in ledger order, each with the receipt the API would serve."""
-    query = (
-        with_batch(select(Record, BatchEntry.proof, Batch))
-        .where(Record.schema == PURCHASE_ORDER_SCHEMA)
-        .order_by(Record.id)
-        .execution_options(yield_per=_YIELD_PER)
-    )
-    if buyer is not None:
-        query = query.where(Record.buyer_ruc == buyer)
-    if since is not None:
-        query = query.where(Record.issued_at >= since)
-    target = session.get(ChainTarget, CHAIN_TARGET_ID)
-    for stored, proof, batch in session.execute(query):
-        # Publishing a proof for bytes that no longer hash to it would be a lie.
-        actual = hash_canonical(stored.canonical)
-        if actual != stored.hash:
-            raise IntegrityFailure(
-                f"record {stored.id}: stored bytes hash to {actual}, not {stored.hash};"
-                " run `ancla verify`"
-            )
-        yield _Stored(
-            record=parse_record(stored.canonical),
-            record_hash=stored.hash,
-            receipt=receipt_from_rows(stored.hash, proof, batch, target),
-        )
-
-
-def export_releases(
-    *,
-    session: Session,
-    buyer: str | None = None,
-    since: datetime | None = None,
-    base_url: str = "",
-    ocid_prefix: str = DEFAULT_OCID_PREFIX,
-) -> Iterator[JsonObject]:
-    """One OCDS release per recorded purchase order, streamed in ledger order.
-
-    ``buyer`` filters on the buyer's RUC and ``since`` (aware) on the issue
-    time. Proof URLs are ``<base_url>/v1/receipts/<hash>`` and
-    ``<base_url>/v1/records/<hash>``; with no base URL they are those paths
-    on the publishing service. Raises IntegrityFailure if a stored record no
-    longer hashes to its hash.
-    """
-    base = _base(base_url)
-    for stored in _stored_orders(session, buyer, since):
-        yield release_for(
-            stored.record,
-            record_hash=stored.record_hash,
-            receipt_url=f"{base}/v1/receipts/{stored.record_hash}",
-            record_url=f"{base}/v1/records/{stored.record_hash}",
-            status=stored.receipt.status,
-            anchor=AnchorProof.from_receipt(stored.receipt),
-            ocid_prefix=ocid_prefix,
-        )
-
-
-# --- Out: CSV --------------------------------------------------------------------------------
-
-
-def csv_row(record: Mapping[str, Any], *, record_hash: str, receipt: Receipt) -> dict[str, str]:
-    """One CSV row (CSV_COLUMNS) for a purchase-order record; values as recorded."""
-    order = record["purchase_order"]
-    anchor = AnchorProof.from_receipt(receipt)
-    return {
-        "order_number": order["order_number"],
-        "buyer_ruc": order["buyer"]["ruc"],
-        "buyer_name": order["buyer"]["name"],
-        "supplier_ruc": order["supplier"]["ruc"],
-        "supplier_name": order["supplier"]["name"],
-        "issued_at": order["issued_at"],
-        "currency": order["currency"],
-        "total": order["total"],
-        "hash": record_hash,
-        "status": receipt.status,
-        "batch_id": str(anchor.batch_id) if anchor else "",
-        "tx_hash": anchor.transaction_hash if anchor else "",
-        "chain_id": str(anchor.chain_id) if anchor else "",
-        "contract": anchor.contract if anchor else "",
-    }
-
-
-def csv_rows(
-    *, session: Session, buyer: str | None = None, since: datetime | None = None
-) -> Iterator[dict[str, str]]:
-    """CSV rows for the recorded purchase orders, streamed (filters as export_releases)."""
-    for stored in _stored_orders(session, buyer, since):
-        yield csv_row(stored.record, record_hash=stored.record_hash, receipt=stored.receipt)
-
-
-def export_csv(fp: IO[str], rows: Iterable[Mapping[str, str]]) -> int:
-    """Write a header and ``rows`` as RFC 4180 CSV; returns the number of rows.
-
-    Open ``fp`` with ``newline=""`` (the csv module writes CRLF itself).
-    Values are written verbatim, as recorded.
-    """
-    writer = csv.DictWriter(fp, fieldnames=CSV_COLUMNS, extrasaction="raise")
-    writer.writeheader()
-    count = 0
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-    return count
-
-
-def write_csv(
-    fp: IO[str], *, session: Session, buyer: str | None = None, since: datetime | None = None
-) -> int:
-    """Stream the recorded purchase orders to ``fp`` as CSV; returns the number of rows."""
-    return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since))
 
 
 # --- In: OCDS packages -> purchase orders ---------------------------------------------------

@@ -25,7 +25,7 @@ from referencing.jsonschema import DRAFT4
 from sqlalchemy import select
 
 from app.models import Batch
-from app.opendata import ocds, packages
+from app.opendata import export, ocds, packages
 from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import record_orders
@@ -186,7 +186,7 @@ def as_recorded(data: dict[str, Any]) -> dict[str, Any]:
 
 def releases_of(runtime: Runtime, **filters: Any) -> list[dict[str, Any]]:
     with runtime.session_factory() as session:
-        return list(ocds.export_releases(session=session, base_url=BASE_URL, **filters))
+        return list(export.export_releases(session=session, base_url=BASE_URL, **filters))
 
 
 @pytest.fixture
@@ -363,7 +363,7 @@ def test_streamed_packages_equal_the_in_memory_ones(
     with runtime.session_factory() as session:
         out = io.StringIO()
         count = packages.write_release_package(
-            out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
+            out, export.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
     in_memory = packages.release_package(releases, PACKAGE)
@@ -373,7 +373,7 @@ def test_streamed_packages_equal_the_in_memory_ones(
     with runtime.session_factory() as session:
         out = io.StringIO()
         count = packages.write_record_package(
-            out, ocds.export_releases(session=session, base_url=BASE_URL), PACKAGE
+            out, export.export_releases(session=session, base_url=BASE_URL), PACKAGE
         )
     assert count == len(ledger)
     assert json.loads(out.getvalue()) == packages.record_package(releases, PACKAGE)
@@ -384,10 +384,10 @@ def test_streamed_packages_equal_the_in_memory_ones(
 def test_csv_export(runtime: Runtime, ledger: dict[str, str]) -> None:
     with runtime.session_factory() as session:
         out = io.StringIO(newline="")
-        assert ocds.write_csv(out, session=session) == 5
+        assert export.write_csv(out, session=session) == 5
         batch = session.scalars(select(Batch)).one()
     text = out.getvalue()
-    assert text.splitlines()[0] == ",".join(ocds.CSV_COLUMNS)
+    assert text.splitlines()[0] == ",".join(export.CSV_COLUMNS)
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [row["hash"] for row in rows] == list(ledger.values())
     first = rows[0]
@@ -419,7 +419,7 @@ def test_csv_export(runtime: Runtime, ledger: dict[str, str]) -> None:
     ]
     with runtime.session_factory() as session:
         out = io.StringIO(newline="")
-        assert ocds.write_csv(out, session=session, buyer=OTHER_BUYER_RUC) == 1
+        assert export.write_csv(out, session=session, buyer=OTHER_BUYER_RUC) == 1
     assert OTHER_BUYER["order_number"] in out.getvalue()
 
 

@@ -1,0 +1,181 @@
+"""Open data out of the ledger: its purchase orders as OCDS releases and as CSV (DESIGN §4, §5).
+
+The recorded orders are read in ledger order, each with the receipt the API
+would serve for it (:func:`_stored_orders`, the one query), and become OCDS
+releases (:func:`app.opendata.mapping.release_for`) or CSV rows
+(:data:`CSV_COLUMNS`). Reading is streamed with ``yield_per``: nothing holds
+the whole ledger in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import IntegrityFailure
+from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
+from app.opendata.ocds import DEFAULT_OCID_PREFIX, AnchorProof, JsonObject, release_for
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
+from app.services.receipts import receipt_from_rows, with_batch
+from ledger.canonical import hash_canonical, parse_record
+from ledger.receipt import Receipt
+
+__all__ = [
+    "CSV_COLUMNS",
+    "csv_row",
+    "csv_rows",
+    "export_csv",
+    "export_releases",
+    "write_csv",
+]
+
+# One row per order; the public interface of `ancla export --format csv`.
+CSV_COLUMNS: Final = (
+    "order_number",
+    "buyer_ruc",
+    "buyer_name",
+    "supplier_ruc",
+    "supplier_name",
+    "issued_at",
+    "currency",
+    "total",
+    "hash",
+    "status",
+    "batch_id",
+    "tx_hash",
+    "chain_id",
+    "contract",
+)
+
+# Rows fetched per round trip when streaming the ledger out.
+_YIELD_PER: Final = 1000
+
+
+# --- Out: from the ledger ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stored:
+    record: JsonObject
+    record_hash: str
+    receipt: Receipt
+
+
+def _stored_orders(
+    session: Session, buyer: str | None, since: datetime | None
+) -> Iterator[_Stored]:
+    """Purchase-order records in ledger order, each with the receipt the API would serve."""
+    query = (
+        with_batch(select(Record, BatchEntry.proof, Batch))
+        .where(Record.schema == PURCHASE_ORDER_SCHEMA)
+        .order_by(Record.id)
+        .execution_options(yield_per=_YIELD_PER)
+    )
+    if buyer is not None:
+        query = query.where(Record.buyer_ruc == buyer)
+    if since is not None:
+        query = query.where(Record.issued_at >= since)
+    target = session.get(ChainTarget, CHAIN_TARGET_ID)
+    for stored, proof, batch in session.execute(query):
+        # Publishing a proof for bytes that no longer hash to it would be a lie.
+        actual = hash_canonical(stored.canonical)
+        if actual != stored.hash:
+            raise IntegrityFailure(
+                f"record {stored.id}: stored bytes hash to {actual}, not {stored.hash};"
+                " run `ancla verify`"
+            )
+        yield _Stored(
+            record=parse_record(stored.canonical),
+            record_hash=stored.hash,
+            receipt=receipt_from_rows(stored.hash, proof, batch, target, genesis=None),
+        )
+
+
+def export_releases(
+    *,
+    session: Session,
+    buyer: str | None = None,
+    since: datetime | None = None,
+    base_url: str = "",
+    ocid_prefix: str = DEFAULT_OCID_PREFIX,
+) -> Iterator[JsonObject]:
+    """One OCDS release per recorded purchase order, streamed in ledger order.
+
+    ``buyer`` filters on the buyer's RUC and ``since`` (aware) on the issue
+    time. Proof URLs are ``<base_url>/v1/receipts/<hash>`` and
+    ``<base_url>/v1/records/<hash>``; with no base URL they are those paths
+    on the publishing service. Raises IntegrityFailure if a stored record no
+    longer hashes to its hash.
+    """
+    base = base_url.rstrip("/")
+    for stored in _stored_orders(session, buyer, since):
+        yield release_for(
+            stored.record,
+            record_hash=stored.record_hash,
+            receipt_url=f"{base}/v1/receipts/{stored.record_hash}",
+            record_url=f"{base}/v1/records/{stored.record_hash}",
+            status=stored.receipt.status,
+            anchor=AnchorProof.from_receipt(stored.receipt),
+            ocid_prefix=ocid_prefix,
+        )
+
+
+# --- Out: CSV --------------------------------------------------------------------------------
+
+
+def csv_row(record: Mapping[str, Any], *, record_hash: str, receipt: Receipt) -> dict[str, str]:
+    """One CSV row (CSV_COLUMNS) for a purchase-order record; values as recorded."""
+    order = record["purchase_order"]
+    anchor = AnchorProof.from_receipt(receipt)
+    return {
+        "order_number": order["order_number"],
+        "buyer_ruc": order["buyer"]["ruc"],
+        "buyer_name": order["buyer"]["name"],
+        "supplier_ruc": order["supplier"]["ruc"],
+        "supplier_name": order["supplier"]["name"],
+        "issued_at": order["issued_at"],
+        "currency": order["currency"],
+        "total": order["total"],
+        "hash": record_hash,
+        "status": receipt.status,
+        "batch_id": str(anchor.batch_id) if anchor else "",
+        "tx_hash": anchor.transaction_hash if anchor else "",
+        "chain_id": str(anchor.chain_id) if anchor else "",
+        "contract": anchor.contract if anchor else "",
+    }
+
+
+def csv_rows(
+    *, session: Session, buyer: str | None = None, since: datetime | None = None
+) -> Iterator[dict[str, str]]:
+    """CSV rows for the recorded purchase orders, streamed (filters as export_releases)."""
+    for stored in _stored_orders(session, buyer, since):
+        yield csv_row(stored.record, record_hash=stored.record_hash, receipt=stored.receipt)
+
+
+def export_csv(fp: IO[str], rows: Iterable[Mapping[str, str]]) -> int:
+    """Write a header and ``rows`` as RFC 4180 CSV; returns the number of rows.
+
+    Open ``fp`` with ``newline=""`` (the csv module writes CRLF itself).
+    Values are written verbatim, as recorded.
+    """
+    writer = csv.DictWriter(fp, fieldnames=CSV_COLUMNS, extrasaction="raise")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def write_csv(
+    fp: IO[str], *, session: Session, buyer: str | None = None, since: datetime | None = None
+) -> int:
+    """Stream the recorded purchase orders to ``fp`` as CSV; returns the number of rows."""
+    return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since))

@@ -4,9 +4,11 @@ FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY ledger ./ledger
 COPY app ./app
+# Installed inside the wheel as app.migrations (setup.py), for `ancla db upgrade`.
+COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
@@ -14,14 +16,11 @@ RUN useradd --create-home --uid 10001 ancla
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 WORKDIR /app
-# Alembic reads alembic.ini and migrations/ from here (app.db.PROJECT_ROOT is
-# the installed package's parent, so the CLI is pointed at /app explicitly).
-COPY alembic.ini ./
-COPY migrations ./migrations
 USER ancla
 ENV ANCLA_ENVIRONMENT=production \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
-# Migrations first (idempotent), then the API with its anchor worker; run
-# `ancla serve --no-worker` replicas plus `ancla worker` processes to scale.
-CMD ["sh", "-c", "alembic upgrade head && exec ancla serve --host 0.0.0.0 --port 8000"]
+# Migrations first (idempotent; they ship in the wheel), then the API with its
+# anchor worker; run `ancla serve --no-worker` replicas plus `ancla worker`
+# processes to scale.
+CMD ["sh", "-c", "ancla db upgrade && exec ancla serve --host 0.0.0.0 --port 8000"]

@@ -244,18 +244,41 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+# The Alembic scripts ship inside the package: setup.py installs the checkout's
+# migrations/ folder as this subpackage (an editable install maps it there too).
+MIGRATIONS_PACKAGE = "app.migrations"
+
+
+def migrations_directory() -> Path:
+    """Where the installed package's Alembic scripts are (env.py, versions/).
+
+    Found through the import system, never through the working directory, so an
+    installed ``ancla`` migrates from anywhere with no checkout and no alembic.ini.
+    """
+    from importlib.resources import files
+
+    try:
+        location = files(MIGRATIONS_PACKAGE)
+    except ModuleNotFoundError:
+        _fail(f"cannot find the migrations: no {MIGRATIONS_PACKAGE} package; reinstall ancla")
+    if not isinstance(location, Path) or not (location / "env.py").is_file():
+        _fail(f"cannot find the migrations: no env.py in {location}; reinstall ancla")
+    return location
+
+
 def alembic_config(database_url: str) -> Any:
-    """Alembic's configuration for ``database_url``, with this project's migrations."""
+    """Alembic's configuration for ``database_url``, with the package's migrations.
+
+    Built in code, not read from alembic.ini (which stays at the checkout's root
+    for ``alembic upgrade head``): migrations/env.py needs only the URL, and
+    ``configure_logging`` off so that no logging setup is expected from a file.
+    """
     from alembic.config import Config
 
-    from app.db import PROJECT_ROOT, normalise_url
+    from app.db import normalise_url
 
-    # The working directory first (a checkout or the image's /app), then the source tree.
-    root = Path.cwd() if (Path.cwd() / "alembic.ini").exists() else PROJECT_ROOT
-    if not (root / "migrations").is_dir():
-        _fail(f"no migrations/ found in {Path.cwd()} or {PROJECT_ROOT}; run from the project")
-    config = Config(str(root / "alembic.ini"))
-    config.set_main_option("script_location", str(root / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
     config.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
     config.attributes["configure_logging"] = False
     return config
@@ -269,6 +292,7 @@ DatabaseOption = Annotated[
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply all migrations (creates the SQLite file under ./var by default)."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     settings = _settings(database_url=database_url)
@@ -279,6 +303,9 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
             f"cannot migrate the database: {exc.__class__.__name__}: "
             f"{getattr(exc, 'orig', None) or exc}"
         )
+    except CommandError as exc:
+        # e.g. the database is at a revision these migrations do not have (newer code's).
+        _fail(f"cannot migrate the database: {exc}")
     out.print("database is at the latest schema")
 
 

@@ -28,9 +28,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
 
-# Where alembic.ini and migrations/ live (the source checkout or the image's /app).
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 
 def normalise_url(url: str) -> str:
     """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""

@@ -9,7 +9,7 @@ document in docs/DESIGN.md.
 
 The rule, applied to every file ``git ls-files`` lists under app/, ledger/,
 tests/, bench/, migrations/, contracts/ and .ci/, and to README.md,
-pyproject.toml, Dockerfile, hardhat.config.js and package.json, flags a line
+pyproject.toml, setup.py, Dockerfile, hardhat.config.js and package.json, flags a line
 that names that folder as a path:
 
 - a relative path that climbs out of the repository into it: ``..`` then a
@@ -37,7 +37,14 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED_DIRS = ("app", "ledger", "tests", "bench", "migrations", "contracts", ".ci")
-SCANNED_FILES = ("README.md", "pyproject.toml", "Dockerfile", "hardhat.config.js", "package.json")
+SCANNED_FILES = (
+    "README.md",
+    "pyproject.toml",
+    "setup.py",
+    "Dockerfile",
+    "hardhat.config.js",
+    "package.json",
+)
 
 THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
 

@@ -1,0 +1,1 @@
+"""Alembic environment and versions; installed as ``app.migrations`` (see setup.py)."""

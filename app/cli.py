@@ -681,7 +681,7 @@ def import_command(
 def _ocds_rows(path: Path, pointers: dict[int, str]) -> Any:
     """OCDS contracts as import rows; each row's number maps back to its JSON pointer."""
     from app.opendata.importing import SourceRow
-    from app.opendata.ocds import orders_from_ocds
+    from app.opendata.ocds_in import orders_from_ocds
     from ledger.canonical import parse_json_strict
 
     package = parse_json_strict(path.read_bytes())

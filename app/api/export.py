@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep
 from app.errors import NotFound
-from app.opendata import export, ocds, packages
+from app.opendata import export, mapping, packages
 
 router = APIRouter(tags=["open data"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -92,8 +92,8 @@ def export_csv(
 @router.get("/ocds/extension/{name}", summary="Ancla's OCDS extension files")
 def extension_file(name: str, request: Request) -> Any:
     if name == "extension.json":
-        return ocds.extension_metadata(str(request.base_url))
-    path = Path(ocds.EXTENSION_DIR) / name
+        return mapping.extension_metadata(str(request.base_url))
+    path = Path(mapping.EXTENSION_DIR) / name
     if name not in ("release-schema.json", "README.md") or not path.is_file():
         raise NotFound(f"no extension file {name!r}")
     media = "application/json" if name.endswith(".json") else "text/markdown; charset=utf-8"

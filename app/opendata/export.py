@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure
 from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
-from app.opendata.ocds import DEFAULT_OCID_PREFIX, AnchorProof, JsonObject, release_for
+from app.opendata.mapping import DEFAULT_OCID_PREFIX, AnchorProof, JsonObject, release_for
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
 from app.services.receipts import receipt_from_rows, with_batch
 from ledger.canonical import hash_canonical, parse_record

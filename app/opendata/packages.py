@@ -22,7 +22,7 @@ from itertools import groupby
 from typing import IO, Any, Final
 
 from app.errors import InvalidInput
-from app.opendata.ocds import OCDS_VERSION, JsonObject, extension_url, ocds_datetime
+from app.opendata.mapping import OCDS_VERSION, JsonObject, extension_url, ocds_datetime
 
 __all__ = [
     "EmptyPackage",

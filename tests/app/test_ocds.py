@@ -25,7 +25,7 @@ from referencing.jsonschema import DRAFT4
 from sqlalchemy import select
 
 from app.models import Batch
-from app.opendata import export, ocds, packages
+from app.opendata import export, mapping, ocds_in, packages
 from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
 from app.runtime import Runtime
 from app.services.ingest import record_orders
@@ -44,7 +44,7 @@ PACKAGE = packages.PackageInfo(
     uri="https://ancla.example/ocds/releases.json",
     published_date=datetime(2026, 2, 1, 8, 0, 14, tzinfo=PERU),
     publisher_name="Ancla (tests)",
-    extension_url=ocds.extension_url(BASE_URL),
+    extension_url=mapping.extension_url(BASE_URL),
     license="https://opendatacommons.org/licenses/pddl/1.0/",
 )
 SPACED_URL = (
@@ -95,7 +95,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def release_schema(*, extended: bool) -> dict[str, Any]:
     schema = load_json(VECTORS / "release-schema.json")
     if extended:
-        schema = merge_patch(schema, load_json(ocds.EXTENSION_DIR / "release-schema.json"))
+        schema = merge_patch(schema, load_json(mapping.EXTENSION_DIR / "release-schema.json"))
     return schema  # type: ignore[no-any-return]
 
 
@@ -438,12 +438,13 @@ def test_round_trip_export_then_import_gives_the_same_orders(
         packages.record_package(releases, PACKAGE),  # through compiledRelease
     ):
         # As a consumer reads it: JSON text, numbers parsed as floats.
-        items = list(ocds.orders_from_ocds(json.loads(json.dumps(package))))
+        items = list(ocds_in.orders_from_ocds(json.loads(json.dumps(package))))
         assert [item.problem for item in items] == [None] * 5
         assert [item.order for item in items] == expected
 
     # Recorded again, the orders hash to the recorded records: identical content.
-    imported = [i.order for i in ocds.orders_from_ocds(packages.release_package(releases, PACKAGE))]
+    package = packages.release_package(releases, PACKAGE)
+    imported = [i.order for i in ocds_in.orders_from_ocds(package)]
     assert record(runtime, [o for o in imported if o is not None][:2], "exists") == [
         ledger[WITH_ITEMS["order_number"]],
         ledger[NO_ITEMS["order_number"]],
@@ -460,7 +461,7 @@ def test_round_trip_export_then_import_gives_the_same_orders(
 def release_of(data: dict[str, Any], status: str = "pending", **kwargs: Any) -> dict[str, Any]:
     recorded = PurchaseOrder.model_validate(data).to_record()
     digest = record_hash(recorded)
-    return ocds.release_for(
+    return mapping.release_for(
         recorded,
         record_hash=digest,
         receipt_url=f"https://ancla.example/v1/receipts/{digest}",
@@ -469,7 +470,7 @@ def release_of(data: dict[str, Any], status: str = "pending", **kwargs: Any) -> 
     )
 
 
-ANCHOR = ocds.AnchorProof(
+ANCHOR = mapping.AnchorProof(
     batch_id=7,
     merkle_root="0x" + "11" * 32,
     chain_id=31337,
@@ -496,7 +497,7 @@ def test_release_for_unit_values_and_status_rules() -> None:
         release_of(WITH_ITEMS, ocid_prefix="ocds-ancla00")  # a prefix is 6 characters
     assert release_of(WITH_ITEMS, ocid_prefix="ocds-213czf")["ocid"].startswith("ocds-213czf-")
     with pytest.raises(ValueError, match="form Ancla records"):
-        ocds.release_for(
+        mapping.release_for(
             {"schema": "ancla/purchase-order/1", "purchase_order": {**NO_ITEMS, "status": None}},
             record_hash="0x" + "00" * 32,
             receipt_url="https://ancla.example/v1/receipts/x",
@@ -505,19 +506,20 @@ def test_release_for_unit_values_and_status_rules() -> None:
 
     zero_hash = "0x" + "00" * 32
     with pytest.raises(ValueError, match="but the record hashes to 0x"):
-        ocds.release_for(
+        mapping.release_for(
             PurchaseOrder.model_validate(WITH_ITEMS).to_record(),
             record_hash=zero_hash,
             receipt_url=f"https://ancla.example/v1/receipts/{zero_hash}",
             status="pending",
         )
 
-    assert ocds.ocds_number("5796.99") == 5796.99 and repr(ocds.ocds_number("5796.99")) == "5796.99"
-    assert ocds.ocds_number("1000.00") == 1000 and isinstance(ocds.ocds_number("1000.00"), int)
-    assert repr(ocds.ocds_number("9999999999999.99")) == "9999999999999.99"
-    assert repr(ocds.ocds_number("0.123456")) == "0.123456"
-    assert ocds.ocds_datetime("2026-01-31 09:57:50-05:00") == "2026-01-31T09:57:50-05:00"
-    assert ocds.ocds_datetime("2026-01-31T14:57:50Z") == "2026-01-31T14:57:50+00:00"
+    number = mapping.ocds_number
+    assert number("5796.99") == 5796.99 and repr(number("5796.99")) == "5796.99"
+    assert number("1000.00") == 1000 and isinstance(number("1000.00"), int)
+    assert repr(number("9999999999999.99")) == "9999999999999.99"
+    assert repr(number("0.123456")) == "0.123456"
+    assert mapping.ocds_datetime("2026-01-31 09:57:50-05:00") == "2026-01-31T09:57:50-05:00"
+    assert mapping.ocds_datetime("2026-01-31T14:57:50Z") == "2026-01-31T14:57:50+00:00"
 
 
 @pytest.mark.unit
@@ -549,16 +551,16 @@ def test_extension_schema_checks_the_proof() -> None:
 
 @pytest.mark.unit
 def test_extension_files() -> None:
-    metadata = load_json(ocds.EXTENSION_DIR / "extension.json")
+    metadata = load_json(mapping.EXTENSION_DIR / "extension.json")
     assert set(metadata["name"]) == set(metadata["description"]) == {"en", "es"}
     assert metadata["compatibility"] == ["1.1"]
     assert metadata["schemas"] == ["release-schema.json"]
-    served = ocds.extension_metadata(BASE_URL)
+    served = mapping.extension_metadata(BASE_URL)
     assert served["documentationUrl"] == {
         "en": "https://ancla.example/ocds/extension/README.md",
         "es": "https://ancla.example/ocds/extension/README.md",
     }
-    assert (ocds.EXTENSION_DIR / "README.md").is_file()
+    assert (mapping.EXTENSION_DIR / "README.md").is_file()
     patched = release_schema(extended=True)
     Draft4Validator.check_schema(patched)
     assert patched["properties"]["ancla"]["$ref"] == "#/definitions/AnclaProof"
@@ -680,7 +682,7 @@ def releases_read(package: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", REAL_PACKAGES)
 def test_real_packages_report_every_contract(name: str) -> None:
     package = load_json(VECTORS / name)
-    items = list(ocds.orders_from_ocds(package))
+    items = list(ocds_in.orders_from_ocds(package))
     releases = releases_read(package)
     contracts = sum(len(r.get("contracts") or []) for r in releases)
     without = sum(1 for r in releases if not r.get("contracts"))
@@ -827,22 +829,22 @@ def test_synthetic_peruvian_package_maps_to_valid_orders() -> None:
         "publisher": {"name": "OSCE"},
         "releases": [pe_release()],
     }
-    (item,) = ocds.orders_from_ocds(package)
-    assert item == ocds.OcdsItem("/releases/0/contracts/0", PE_ORDER, None)
+    (item,) = ocds_in.orders_from_ocds(package)
+    assert item == ocds_in.OcdsItem("/releases/0/contracts/0", PE_ORDER, None)
     assert PurchaseOrder.model_validate(item.order).to_record()["purchase_order"] == PE_ORDER
 
     # A record package: compiledRelease if present, else the last embedded release.
     record_pkg = {"records": [{"ocid": "x", "releases": [pe_release(contracts=[]), pe_release()]}]}
-    assert [(i.pointer, i.order) for i in ocds.orders_from_ocds(record_pkg)] == [
+    assert [(i.pointer, i.order) for i in ocds_in.orders_from_ocds(record_pkg)] == [
         ("/records/0/releases/1/contracts/0", PE_ORDER)
     ]
     compiled_pkg = {"records": [{"ocid": "x", "releases": [], "compiledRelease": pe_release()}]}
-    assert [i.order for i in ocds.orders_from_ocds(compiled_pkg)] == [PE_ORDER]
+    assert [i.order for i in ocds_in.orders_from_ocds(compiled_pkg)] == [PE_ORDER]
 
     # OCDS 1.0 style: the buyer and supplier are whole organizations, not references.
     inline = pe_release(parties=[], buyer=organization(OTHER_BUYER_RUC, "MPC", ["buyer"]))
     inline["awards"][0]["suppliers"] = [organization("20611694629", "INTISSUR", ["supplier"])]
-    (item,) = ocds.orders_from_ocds({"releases": [inline]})
+    (item,) = ocds_in.orders_from_ocds({"releases": [inline]})
     assert item.order is not None
     assert (item.order["buyer"]["name"], item.order["supplier"]["ruc"]) == ("MPC", "20611694629")
 
@@ -852,12 +854,12 @@ def test_synthetic_peruvian_package_maps_to_valid_orders() -> None:
     )
     no_field = pe_release()
     del no_field["buyer"]
-    (item,) = ocds.orders_from_ocds({"releases": [no_field]})
+    (item,) = ocds_in.orders_from_ocds({"releases": [no_field]})
     assert item.order == PE_ORDER
 
 
 def problem_of(release: dict[str, Any], **kwargs: Any) -> str:
-    (item,) = ocds.orders_from_ocds({"releases": [release]}, **kwargs)
+    (item,) = ocds_in.orders_from_ocds({"releases": [release]}, **kwargs)
     assert item.order is None and item.problem is not None
     return item.problem
 
@@ -901,7 +903,7 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
         "/releases/0/contracts/0/value has no tax breakdown (amountNet, amountGross):"
         " the order's subtotal and IGV are unknown"
     )
-    (item,) = ocds.orders_from_ocds({"releases": [untaxed]}, missing_tax="zero")
+    (item,) = ocds_in.orders_from_ocds({"releases": [untaxed]}, missing_tax="zero")
     assert item.order is not None
     assert (item.order["subtotal"], item.order["tax"], item.order["total"]) == (
         "100.00",
@@ -961,7 +963,7 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
     )
 
     linked = {"records": [{"ocid": "x", "releases": [{"url": "https://x.example/p.json#1"}]}]}
-    assert [tuple(i) for i in ocds.orders_from_ocds(linked)] == [
+    assert [tuple(i) for i in ocds_in.orders_from_ocds(linked)] == [
         (
             "/records/0",
             None,
@@ -969,10 +971,10 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
             " them; import the release package they are published in",
         )
     ]
-    assert list(ocds.orders_from_ocds([])) == [
-        ocds.OcdsItem("", None, "an OCDS package is a JSON object, not an array")
+    assert list(ocds_in.orders_from_ocds([])) == [
+        ocds_in.OcdsItem("", None, "an OCDS package is a JSON object, not an array")
     ]
-    assert list(ocds.orders_from_ocds({"uri": "x"}))[0].pointer == ""
+    assert list(ocds_in.orders_from_ocds({"uri": "x"}))[0].pointer == ""
 
 
 def _set(path: str, value: Any) -> Any:
@@ -1040,7 +1042,7 @@ MALFORMED = [
 def test_malformed_input_is_reported(change: Any, pointer: str | None, fragment: str) -> None:
     release = pe_release()
     change(release)
-    items = list(ocds.orders_from_ocds({"releases": [release]}))
+    items = list(ocds_in.orders_from_ocds({"releases": [release]}))
     assert len(items) == 1 and items[0].order is None
     assert items[0].pointer == (pointer or "/releases/0/contracts/0")
     assert fragment in (items[0].problem or ""), items[0].problem
@@ -1058,7 +1060,7 @@ def test_buyer_from_roles_and_malformed_packages() -> None:
         ({"records": [{"ocid": "x"}]}, "/records/0", "record has no compiledRelease and no"),
         ({"releases": [], "records": []}, "", "not an OCDS release package or record package"),
     ):
-        (item,) = ocds.orders_from_ocds(package)
+        (item,) = ocds_in.orders_from_ocds(package)
         assert (item.pointer, item.order) == (pointer, None)
         assert (item.problem or "").startswith(problem), item
 

@@ -1,0 +1,360 @@
+"""One recorded purchase order as one OCDS 1.1 release (schema 1.1.5), its proof included.
+
+Out. Every recorded purchase order becomes one OCDS release. Following the
+OCDS guidance, a purchase order is a *contract*; an order under an Acuerdo
+Marco is the second stage of a framework agreement procedure, so it gets its
+own ocid and links to the framework through ``relatedProcesses`` with
+relationship ``framework``, and carries a minimal ``tender``, one award and one
+contract (tag ``award`` + ``contract``, as the guidance's "award of a
+procurement contract without second stage competition" prescribes). Ancla's
+proof (record hash, receipt, batch, anchoring transaction) and the fields a
+Peruvian order needs that OCDS 1.1 lacks ride in the documented extension in
+``app/ocds_extension/``.
+
+The release is a *view* of the ledger record, never the record: OCDS amounts
+are JSON numbers, while the hashed record keeps the decimal strings the agency
+sent (DESIGN §2). Numbers are made here, at the export, and nowhere else; the
+release points to the record (``ancla.recordUrl``) so anyone can re-hash it.
+
+The ``ancla`` object of each release follows the extension in
+``app/ocds_extension/`` (:data:`EXTENSION_DIR`), which the service serves
+under :data:`EXTENSION_PATH` (:func:`extension_url`, :func:`extension_metadata`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
+from ledger.canonical import record_hash as record_hash_of
+from ledger.receipt import Receipt
+
+__all__ = [
+    "CONTRACT_STATUS",
+    "DEFAULT_OCID_PREFIX",
+    "EXTENSION_DIR",
+    "EXTENSION_PATH",
+    "FRAMEWORK_SCHEME",
+    "OCDS_VERSION",
+    "RUC_SCHEME",
+    "AnchorProof",
+    "JsonObject",
+    "extension_metadata",
+    "extension_url",
+    "ocds_datetime",
+    "ocds_number",
+    "ocds_url",
+    "ocid_for",
+    "release_for",
+]
+
+JsonObject = dict[str, Any]
+
+# The OCDS minor version the packages declare (schema 1.1.5 validates them).
+OCDS_VERSION: Final = "1.1"
+
+# An ocid is <ocid prefix>-<internal id>. A real publisher registers its prefix
+# ("ocds-" + six random lowercase alphanumerics) with the OCDS Data Support
+# team (data@open-contracting.org) and configures it here; this default has the
+# registered shape but is NOT registered, so ocids made with it are unique
+# only within one Ancla deployment.
+DEFAULT_OCID_PREFIX: Final = "ocds-ancla0"
+_OCID_PREFIX_RE: Final = re.compile(r"[a-z0-9]+-[a-z0-9]{6}")
+
+# org-id.guide's code for SUNAT's Registro Único de Contribuyentes.
+RUC_SCHEME: Final = "PE-RUC"
+
+# Perú Compras publishes no OCDS (hence no ocid) for its Acuerdos Marco, so a
+# framework link cannot use the "ocid" scheme. "X-" marks a local scheme (the
+# OCDS convention for unregistered lists); its identifier is the agreement's
+# name exactly as Perú Compras writes it (ACUERDO_MARCO). Switch to "ocid"
+# once the framework agreements have ocids.
+FRAMEWORK_SCHEME: Final = "X-ANCLA-ACUERDO-MARCO"
+
+# The extension's files; see its README for the design.
+EXTENSION_DIR: Final = Path(__file__).resolve().parents[1] / "ocds_extension"
+# Where the service is to serve EXTENSION_DIR, under its public base URL.
+EXTENSION_PATH: Final = "/ocds/extension/"
+
+# Perú Compras' order states (ESTADO_ORDEN_ELECTRÓNICA) -> OCDS's closed
+# contractStatus codelist. Only states whose meaning is unambiguous are mapped:
+# any other state leaves `status` out (OCDS: unknown) and is still published
+# verbatim in `statusDetails` (extension). ANULADA is left out on purpose: an
+# order can be voided before acceptance (cancelled) or after (terminated).
+CONTRACT_STATUS: Final[Mapping[str, str]] = {
+    "PUBLICADA": "pending",  # issued, not yet accepted by the supplier
+    "ACEPTADA": "active",  # accepted by the supplier: in force
+    "ACEPTADA C/ ENTREGA PENDIENTE": "active",
+    "ENTREGADA": "active",  # delivered, not yet closed
+    "RECHAZADA": "cancelled",  # the supplier refused it: never in force
+    "CULMINADA": "terminated",
+    "RESUELTA": "terminated",  # "resolución de contrato": ended early
+}
+
+# Characters RFC 3986 allows in a URL; anything else (spaces in Perú Compras'
+# file names, non-ASCII) is percent-encoded, because OCDS's "uri" format
+# rejects it. "%" stays so existing escapes are not escaped twice.
+_URL_SAFE: Final = ":/?#[]@!$&'()*+,;=-._~%"
+
+
+# --- Out: one order -> one release ------------------------------------------------
+
+
+def ocid_for(buyer_ruc: str, order_number: str, *, prefix: str = DEFAULT_OCID_PREFIX) -> str:
+    """The ocid of an order: unique per buyer and order number, as the ledger is."""
+    if not _OCID_PREFIX_RE.fullmatch(prefix):
+        raise ValueError(f"ocid prefix {prefix!r} is not of the form ocds-xxxxxx")
+    return f"{prefix}-{buyer_ruc}-{order_number}"
+
+
+def _party_id(ruc: str) -> str:
+    return f"{RUC_SCHEME}-{ruc}"
+
+
+def ocds_number(text: str) -> int | float:
+    """A decimal string as the JSON number OCDS wants (exact integers stay ints).
+
+    A float's shortest repr equals the decimal for up to 15 significant
+    digits, i.e. every amount below 10^13 soles with céntimos; the exact
+    string stays in the hashed record either way.
+    """
+    value = Decimal(text)
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def ocds_datetime(text: str) -> str:
+    """An ISO 8601 time as RFC 3339 (``T`` separator, offset ``±hh:mm``), same instant."""
+    moment = datetime.fromisoformat(text)
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    if offset % timedelta(minutes=1):
+        # RFC 3339 offsets have no seconds; say the same instant in UTC.
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()
+
+
+def ocds_url(url: str) -> str:
+    """``url`` with the characters RFC 3986 forbids percent-encoded (same resource)."""
+    return quote(url, safe=_URL_SAFE)
+
+
+@dataclass(frozen=True)
+class AnchorProof:
+    """Where a record's batch root is on chain: the anchor part of the ``ancla`` object."""
+
+    batch_id: int
+    merkle_root: str
+    chain_id: int
+    contract: str
+    transaction_hash: str
+    block_number: int
+
+    @classmethod
+    def from_receipt(cls, receipt: Receipt) -> AnchorProof | None:
+        if receipt.anchor is None or receipt.batch is None or receipt.merkle is None:
+            return None
+        return cls(
+            batch_id=receipt.batch.id,
+            merkle_root=receipt.merkle.root,
+            chain_id=receipt.anchor.chain_id,
+            contract=receipt.anchor.contract,
+            transaction_hash=receipt.anchor.tx_hash,
+            block_number=receipt.anchor.block_number,
+        )
+
+
+def _ancla(
+    *,
+    record_hash: str,
+    record_url: str,
+    receipt_url: str,
+    status: str,
+    anchor: AnchorProof | None,
+) -> JsonObject:
+    if status not in ("pending", "anchored", "final"):
+        raise ValueError(f"status must be pending, anchored or final, not {status!r}")
+    if (status == "pending") != (anchor is None):
+        raise ValueError(
+            f"a {status} record must {'not ' if status == 'pending' else ''}come with its anchor"
+        )
+    proof: JsonObject = {
+        "recordSchema": PURCHASE_ORDER_SCHEMA,
+        "recordHash": record_hash,
+        "recordUrl": record_url,
+        "receiptUrl": receipt_url,
+        "status": status,
+    }
+    if anchor is not None:
+        proof.update(
+            batchId=anchor.batch_id,
+            merkleRoot=anchor.merkle_root,
+            chainId=anchor.chain_id,
+            contract=anchor.contract,
+            transactionHash=anchor.transaction_hash,
+            blockNumber=anchor.block_number,
+        )
+    return proof
+
+
+def _organization(ruc: str, name: str, roles: list[str]) -> JsonObject:
+    return {
+        "id": _party_id(ruc),
+        "name": name,
+        "identifier": {"scheme": RUC_SCHEME, "id": ruc, "legalName": name},
+        "roles": roles,
+    }
+
+
+def _value(amount: str, currency: str) -> JsonObject:
+    return {"amount": ocds_number(amount), "currency": currency}
+
+
+def release_for(
+    record: Mapping[str, Any],
+    *,
+    record_hash: str,
+    receipt_url: str,
+    status: str,
+    record_url: str | None = None,
+    anchor: AnchorProof | None = None,
+    ocid_prefix: str = DEFAULT_OCID_PREFIX,
+) -> JsonObject:
+    """The OCDS release of one purchase-order record (``ancla/purchase-order/1``).
+
+    ``status`` is the receipt's (pending, anchored, final); ``anchor`` is
+    given exactly when it is not pending. ``record_url`` defaults to the
+    record path beside ``receipt_url``. Raises ValueError if ``record`` is not
+    a purchase-order record in the form Ancla records or does not hash to
+    ``record_hash``.
+    """
+    order = PurchaseOrder.from_record(record)
+    actual = record_hash_of(record)
+    if actual != record_hash:
+        # The release would carry a proof for other bytes than its own.
+        raise ValueError(f"record_hash is {record_hash}, but the record hashes to {actual}")
+    if record_url is None:
+        base, found, _ = receipt_url.rpartition(f"/v1/receipts/{record_hash}")
+        if not found:
+            raise ValueError("give record_url: receipt_url is not .../v1/receipts/<record_hash>")
+        record_url = f"{base}/v1/records/{record_hash}"
+    number = order.order_number
+    issued_at = ocds_datetime(order.issued_at)
+    buyer = {"id": _party_id(order.buyer.ruc), "name": order.buyer.name}
+    supplier = {"id": _party_id(order.supplier.ruc), "name": order.supplier.name}
+
+    tender: JsonObject = {"id": number}  # the guidance: tender.id = award.id
+    if order.procurement_method is not None:
+        tender["procurementMethodDetails"] = order.procurement_method
+
+    value = _value(order.total, order.currency)
+    # Both sides of IGV (extension, OCDS 1.2 names); `amount` is the total the
+    # buyer pays, as the order document states it.
+    contract_value = {
+        **value,
+        "amountNet": ocds_number(order.subtotal),
+        "amountGross": ocds_number(order.total),
+    }
+    contract: JsonObject = {"id": number, "awardID": number}
+    if order.status is not None:
+        if order.status in CONTRACT_STATUS:
+            contract["status"] = CONTRACT_STATUS[order.status]
+        contract["statusDetails"] = order.status
+    contract["value"] = contract_value
+    contract["dateSigned"] = issued_at
+    if order.items is not None:
+        items: list[JsonObject] = []
+        for index, line in enumerate(order.items, start=1):
+            item: JsonObject = {
+                "id": str(index),
+                "description": line.description,
+                "quantity": ocds_number(line.quantity),
+                "unit": {"name": line.unit, "value": _value(line.unit_price, order.currency)},
+            }
+            if line.classification is not None:
+                item["classification"] = {
+                    "scheme": line.classification.scheme,
+                    "id": line.classification.id,
+                }
+            items.append(item)
+        contract["items"] = items
+    if order.documents:
+        documents: list[JsonObject] = []
+        for index, document in enumerate(order.documents, start=1):
+            entry: JsonObject = {
+                "id": str(index),
+                "title": document.title,
+                "url": ocds_url(document.url),
+            }
+            if document.sha256 is not None:
+                entry["sha256"] = document.sha256
+            documents.append(entry)
+        contract["documents"] = documents
+
+    release: JsonObject = {
+        "ocid": ocid_for(order.buyer.ruc, number, prefix=ocid_prefix),
+        # Unique per release: a later record of the same order has another hash.
+        "id": record_hash,
+        "date": issued_at,
+        "tag": ["award", "contract"],
+        "initiationType": "tender",
+        "language": "es",
+        "parties": [
+            _organization(order.buyer.ruc, order.buyer.name, ["buyer"]),
+            _organization(order.supplier.ruc, order.supplier.name, ["supplier"]),
+        ],
+        "buyer": buyer,
+        "tender": tender,
+        "awards": [{"id": number, "date": issued_at, "value": value, "suppliers": [supplier]}],
+        "contracts": [contract],
+    }
+    if order.framework_agreement is not None:
+        release["relatedProcesses"] = [
+            {
+                "id": "1",
+                "relationship": ["framework"],
+                "title": order.framework_agreement,
+                "scheme": FRAMEWORK_SCHEME,
+                "identifier": order.framework_agreement,
+            }
+        ]
+    release["ancla"] = _ancla(
+        record_hash=record_hash,
+        record_url=record_url,
+        receipt_url=receipt_url,
+        status=status,
+        anchor=anchor,
+    )
+    return release
+
+
+# --- Out: the extension's URLs ------------------------------------------------------------
+
+
+def _base(base_url: str) -> str:
+    return base_url.rstrip("/")
+
+
+def extension_url(base_url: str) -> str:
+    """The URL of the Ancla extension's ``extension.json`` on the service at ``base_url``."""
+    return f"{_base(base_url)}{EXTENSION_PATH}extension.json"
+
+
+def extension_metadata(base_url: str) -> JsonObject:
+    """``extension.json`` as served from ``base_url``: its documentation URL made absolute."""
+    metadata: JsonObject = json.loads((EXTENSION_DIR / "extension.json").read_text("utf-8"))
+    metadata["documentationUrl"] = {
+        language: f"{_base(base_url)}{EXTENSION_PATH}{path}"
+        for language, path in metadata["documentationUrl"].items()
+    }
+    return metadata

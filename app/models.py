@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
+from ledger.anchors import Anchor
 from ledger.hashing import from_hex32
 
 # Batch lifecycle (DESIGN §4): sealed -> submitted -> anchored -> final.
@@ -186,6 +186,55 @@ class Batch(Base):
     reanchor_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
+    @property
+    def anchor(self) -> Anchor | None:
+        """The batch's anchor as stored, once it is anchored (whether the chain it
+        names is still the current one is :func:`app.services.receipts.public_status`'s call)."""
+        if self.status not in (ANCHORED, FINAL):
+            return None
+        if (
+            self.chain_id is None
+            or self.contract is None
+            or self.tx_hash is None
+            or self.block_number is None
+            or self.block_hash is None
+            or self.log_index is None
+            or self.block_timestamp is None
+        ):
+            raise ValueError(f"batch {self.id} is {self.status} but its anchor is incomplete")
+        return Anchor(
+            chain_id=self.chain_id,
+            contract=self.contract,
+            batch_id=self.id,
+            root=self.root,
+            leaf_count=self.size,
+            tx_hash=self.tx_hash,
+            block_number=self.block_number,
+            block_hash=self.block_hash,
+            log_index=self.log_index,
+            timestamp=self.block_timestamp,
+            gas_used=self.gas_used,
+        )
+
+    def mark_anchored(self, anchor: Anchor) -> None:
+        """Record ``anchor`` (the chain's own word, for this batch's id and root)."""
+        if (anchor.batch_id, anchor.root, anchor.leaf_count) != (self.id, self.root, self.size):
+            raise ValueError(
+                f"anchor of batch {anchor.batch_id} ({anchor.root}, {anchor.leaf_count} leaves)"
+                f" is not batch {self.id}'s ({self.root}, {self.size} leaves)"
+            )
+        self.status = ANCHORED
+        self.chain_id = anchor.chain_id
+        self.contract = anchor.contract
+        self.tx_hash = anchor.tx_hash
+        self.block_number = anchor.block_number
+        self.block_hash = anchor.block_hash
+        self.log_index = anchor.log_index
+        self.block_timestamp = anchor.timestamp
+        self.gas_used = anchor.gas_used
+        self.anchored_at = utcnow()
+        self.last_error = None
+
 
 class Record(Base):
     """One ledger entry: its canonical bytes, hash and derived columns.
@@ -198,15 +247,17 @@ class Record(Base):
 
     __tablename__ = "records"
     __table_args__ = (
-        # One purchase order per buyer + order number; later lifecycle records
-        # of the same order are other schemas and chain to it with "prev".
+        # A record's identity within its schema (app.records.registry): a
+        # second record of the same schema and identity (a purchase order's
+        # buyer + order number) is refused by the database itself, whatever
+        # the schema and however many writers race.
         Index(
-            "uq_records_purchase_order",
-            "buyer_ruc",
-            "order_number",
+            "uq_records_identity",
+            "schema",
+            "identity",
             unique=True,
-            sqlite_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
-            postgresql_where=text(f"schema = '{PURCHASE_ORDER_SCHEMA}'"),
+            sqlite_where=text("identity IS NOT NULL"),
+            postgresql_where=text("identity IS NOT NULL"),
         ),
         # A filtered list is read in (issued_at, id) order along one of these
         # (GET /v1/purchase-orders): a page is one index range, whatever the
@@ -220,15 +271,18 @@ class Record(Base):
     hash: Mapped[str] = mapped_column(Hash32, unique=True)
     canonical: Mapped[bytes] = mapped_column(LargeBinary)
     schema: Mapped[str] = mapped_column(String(64))
-    buyer_ruc: Mapped[str] = mapped_column(String(11))
-    order_number: Mapped[str] = mapped_column(String(64))
-    supplier_ruc: Mapped[str] = mapped_column(String(11))
-    supplier_name: Mapped[str] = mapped_column(String(500))
-    buyer_name: Mapped[str] = mapped_column(String(500))
-    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[Decimal] = mapped_column(Money)
+    # Query columns (app.records.registry.RecordColumns): each schema fills
+    # those that mean something for it, derived from its bytes.
+    buyer_ruc: Mapped[str | None] = mapped_column(String(11))
+    order_number: Mapped[str | None] = mapped_column(String(64))
+    supplier_ruc: Mapped[str | None] = mapped_column(String(11))
+    supplier_name: Mapped[str | None] = mapped_column(String(500))
+    buyer_name: Mapped[str | None] = mapped_column(String(500))
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    total: Mapped[Decimal | None] = mapped_column(Money)
     prev_hash: Mapped[str | None] = mapped_column(String(66), default=None)
+    identity: Mapped[str | None] = mapped_column(String(200), default=None)
     # The agency whose key recorded it; None for records brought in by `ancla import`.
     agency_id: Mapped[int | None] = mapped_column(Integer, default=None)
     # "api", or "import:<file name>" for bulk imports by the operator.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,8 @@ _GENESIS_TTL_SECONDS = 10.0
 # Bound on cached API key lookups (an attacker cannot grow it: only valid
 # key ids are cached).
 _KEY_CACHE_SIZE = 10_000
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from app.services.anchoring import AnchorWorker
@@ -87,6 +90,13 @@ class Runtime:
                 self._genesis = None
             self._genesis_read_at = now
         return self._genesis
+
+    def read(self, service: Callable[..., T], **arguments: Any) -> T:
+        """Call a read service with a read session and the chain's genesis (one
+        thread, blocking): ``service(session=..., genesis=..., **arguments)``."""
+        genesis = self.chain_genesis()
+        with self.read_session_factory() as session:
+            return service(session=session, genesis=genesis, **arguments)
 
     def key_holder(self, key_id: str) -> tuple[bool, KeyHolder | None]:
         """(cached?, holder) for an API key id (see Settings.api_key_cache_seconds)."""

@@ -36,6 +36,7 @@ from web3.exceptions import (
 )
 from web3.types import FilterParams, RPCEndpoint, TxParams, TxReceipt
 
+from ledger.anchors import Anchor, AnchorEvent
 from ledger.errors import (
     BatchIdConflict,
     ChainError,
@@ -51,7 +52,7 @@ __all__ = [
     "AnchorEvidence",
     "AnchorEvent",
     "AnchorFacts",
-    "AnchorResult",
+    "Anchor",
     "ChainClient",
     "Registry",
     "SentTransaction",
@@ -177,37 +178,6 @@ class SentTransaction:
     tx_hash: str
     nonce: int
     sender: str
-
-
-@dataclass(frozen=True, slots=True)
-class AnchorEvent:
-    """One BatchAnchored log, decoded."""
-
-    contract: str
-    batch_id: int
-    root: str
-    leaf_count: int
-    tx_hash: str
-    block_number: int
-    block_hash: str
-    log_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class AnchorResult:
-    """A mined anchoring transaction: everything a receipt's ``anchor`` needs."""
-
-    chain_id: int
-    contract: str
-    batch_id: int
-    root: str
-    leaf_count: int
-    tx_hash: str
-    block_number: int
-    block_hash: str
-    log_index: int
-    timestamp: int
-    gas_used: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +439,23 @@ class ChainClient:
 
         return self.call("eth_getTransactionByHash", fetch)
 
+    def transaction_status(self, tx_hash: str) -> int | None:
+        """The mined transaction's status (1 succeeded, 0 reverted); None if not mined."""
+        receipt = self.receipt(tx_hash)
+        return None if receipt is None else int(receipt["status"])
+
+    def block_timestamp(self, block_hash: str) -> int:
+        """The timestamp of the block with this hash; ChainUnavailable if the node lacks it."""
+
+        def fetch() -> int:
+            try:
+                block = self.w3.eth.get_block(block_hash)  # type: ignore[arg-type]
+            except BlockNotFound:
+                raise ChainUnavailable(f"the node has no block {block_hash}") from None
+            return int(block["timestamp"])
+
+        return self.call("eth_getBlockByHash", fetch)
+
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         def fetch() -> TxReceipt | None:
             try:
@@ -617,19 +604,18 @@ class Registry:
             fee_multiplier=fee_multiplier,
         )
 
-    def anchor_result(self, receipt: TxReceipt, *, batch_id: int) -> AnchorResult:
-        """Turn a mined anchoring transaction's receipt into an AnchorResult."""
+    def _anchor_from_receipt(self, receipt: TxReceipt, *, batch_id: int) -> Anchor:
+        """The Anchor of a mined anchoring transaction, from its receipt."""
         events = [e for e in self._decode_logs(receipt) if e.batch_id == batch_id]
         if not events:
             raise TransactionFailed(
                 f"transaction {_hex(receipt['transactionHash'])} emitted no BatchAnchored "
                 f"for batch {batch_id}"
             )
-        event = events[0]
-        block = self.client.call(
-            "eth_getBlockByHash", lambda: self.client.w3.eth.get_block(receipt["blockHash"])
-        )
-        return AnchorResult(
+        return self._anchor(events[0], gas_used=int(receipt["gasUsed"]))
+
+    def _anchor(self, event: AnchorEvent, *, gas_used: int | None) -> Anchor:
+        return Anchor(
             chain_id=self.client.chain_id,
             contract=self.address,
             batch_id=event.batch_id,
@@ -639,9 +625,25 @@ class Registry:
             block_number=event.block_number,
             block_hash=event.block_hash,
             log_index=event.log_index,
-            timestamp=int(block["timestamp"]),
-            gas_used=int(receipt["gasUsed"]),
+            timestamp=self.client.block_timestamp(event.block_hash),
+            gas_used=gas_used,
         )
+
+    def wait_for_anchor(
+        self, tx_hash: str, *, batch_id: int, timeout: float = 120.0, poll: float = 0.1
+    ) -> Anchor:
+        """Wait for an anchoring transaction to be mined; its Anchor.
+
+        Raises TransactionFailed if it reverted, emitted no anchor for
+        ``batch_id``, or was not mined within ``timeout``.
+        """
+        receipt = self.client.wait(tx_hash, timeout=timeout, poll=poll)
+        return self._anchor_from_receipt(receipt, batch_id=batch_id)
+
+    def anchor_of(self, event: AnchorEvent) -> Anchor:
+        """The Anchor an anchoring event found on chain stands for (block time, gas)."""
+        receipt = self.client.receipt(event.tx_hash)
+        return self._anchor(event, gas_used=None if receipt is None else int(receipt["gasUsed"]))
 
     def anchor(
         self,
@@ -653,7 +655,7 @@ class Registry:
         legacy: bool = False,
         gas_price: int | None = None,
         timeout: float = 120.0,
-    ) -> AnchorResult:
+    ) -> Anchor:
         """Send, wait for, and decode one anchoring transaction."""
         sent = self.send_anchor(
             signer,
@@ -663,8 +665,7 @@ class Registry:
             legacy=legacy,
             gas_price=gas_price,
         )
-        receipt = self.client.wait(sent.tx_hash, timeout=timeout)
-        return self.anchor_result(receipt, batch_id=batch_id)
+        return self.wait_for_anchor(sent.tx_hash, batch_id=batch_id, timeout=timeout)
 
     def _decode_logs(self, receipt: TxReceipt) -> list[AnchorEvent]:
         return [event for log in receipt["logs"] if (event := self._decode_log(log)) is not None]

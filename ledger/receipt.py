@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from ledger.anchors import Anchor
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError, ReceiptFormatError
 from ledger.hashing import from_hex32
@@ -156,37 +157,23 @@ class Receipt(BaseModel):
 
     @classmethod
     def anchored(
-        cls,
-        *,
-        record_hash: str,
-        proof: list[str],
-        root: str,
-        batch_id: int,
-        batch_size: int,
-        chain_id: int,
-        contract: str,
-        tx_hash: str,
-        block_number: int,
-        block_hash: str,
-        log_index: int,
-        timestamp: int,
-        final: bool = False,
+        cls, *, record_hash: str, proof: list[str], anchor: Anchor, final: bool = False
     ) -> Receipt:
-        """The receipt of a record whose batch is anchored (``final`` after K confirmations)."""
+        """The receipt of a record in an anchored batch (``final`` after K confirmations)."""
         return cls.model_validate(
             {
                 "hash": record_hash,
                 "status": "final" if final else "anchored",
-                "merkle": {"leaf": leaf_of(record_hash), "proof": proof, "root": root},
-                "batch": {"id": batch_id, "size": batch_size},
+                "merkle": {"leaf": leaf_of(record_hash), "proof": proof, "root": anchor.root},
+                "batch": {"id": anchor.batch_id, "size": anchor.leaf_count},
                 "anchor": {
-                    "chain_id": chain_id,
-                    "contract": contract,
-                    "tx_hash": tx_hash,
-                    "block_number": block_number,
-                    "block_hash": block_hash,
-                    "log_index": log_index,
-                    "timestamp": timestamp,
+                    "chain_id": anchor.chain_id,
+                    "contract": anchor.contract,
+                    "tx_hash": anchor.tx_hash,
+                    "block_number": anchor.block_number,
+                    "block_hash": anchor.block_hash,
+                    "log_index": anchor.log_index,
+                    "timestamp": anchor.timestamp,
                 },
             }
         )

@@ -1,10 +1,9 @@
-"""Purchase orders: record (agencies) and read (anyone)."""
+"""Purchase orders: record (agencies) and read (anyone). Thin: every read and write
+is a service call (app.services.ingest, app.services.orders)."""
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Annotated, Any
 
 import orjson
@@ -12,33 +11,25 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, select, tuple_
-from sqlalchemy.orm import defer
 
 from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
-from app.errors import InvalidInput, NotFound
-from app.models import Batch, Record
-from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
-from app.runtime import Runtime
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, SCHEMA, PurchaseOrder
 from app.services.ingest import (
     MAX_BULK_ITEMS,
     ItemResult,
     Prepared,
     count_outcomes,
-    parse_orders,
-    prepare_orders,
-    stored_status,
+    parse_items,
+    prepare_items,
 )
-from app.services.receipts import record_status, with_batch
-from ledger.canonical import parse_json_strict
+from app.services.orders import ListFilters, get_order, links, list_records
+from app.services.receipts import record_status
 
 router = APIRouter(
     prefix="/v1/purchase-orders", tags=["purchase orders"], route_class=ParsedJSONRoute
 )
-# Peru is UTC-05:00 all year (no daylight saving); dates in filters are Peru dates.
-PERU = timezone(timedelta(hours=-5), "PET")
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
@@ -56,13 +47,6 @@ class BulkRequest(BaseModel):
         max_length=MAX_BULK_ITEMS,
         description=f"Up to {MAX_BULK_ITEMS:,} purchase orders, each as in the single POST",
     )
-
-
-def _links(record_hash: str) -> dict[str, str]:
-    return {
-        "receipt_url": f"/v1/receipts/{record_hash}",
-        "record_url": f"/v1/records/{record_hash}",
-    }
 
 
 @router.post(
@@ -83,17 +67,17 @@ async def record_one(order: PurchaseOrder, agency: AgencyDep, runtime: RuntimeDe
     200: the identical record exists; 409: this buyer + order number exists with other
     content; 403: the order's buyer is not the key's agency."""
 
-    (result,) = await runtime.recorder.record(agency, [order])
+    (result,) = await runtime.recorder.record(agency, SCHEMA, [order])
     if result.outcome in ("created", "exists") and result.hash is not None:
         status = "pending"
         if result.outcome == "exists":
-            status = await run_in_threadpool(_existing_status, runtime, result.hash)
+            status = await run_in_threadpool(runtime.read, record_status, record_hash=result.hash)
         return JSONResponse(
             {
                 "hash": result.hash,
                 "order_number": result.order_number,
                 "status": status,
-                **_links(result.hash),
+                **links(result.hash),
             },
             status_code=result.status,
         )
@@ -116,7 +100,7 @@ async def record_bulk(request: BulkRequest, agency: AgencyDep, runtime: RuntimeD
 
     # Validating and hashing up to 10,000 orders is CPU work: off the event loop.
     def prepare() -> tuple[list[ItemResult | None], list[Prepared]]:
-        return prepare_orders(agency, parse_orders(request.purchase_orders))
+        return prepare_items(agency, SCHEMA, parse_items(SCHEMA, request.purchase_orders))
 
     results, prepared = await run_in_threadpool(prepare)
     await runtime.recorder.store(prepared)
@@ -130,60 +114,10 @@ async def record_bulk(request: BulkRequest, agency: AgencyDep, runtime: RuntimeD
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def _existing_status(runtime: Runtime, record_hash: str) -> str:
-    with runtime.session_factory() as session:
-        return stored_status(session, record_hash)
-
-
-def _encode_cursor(last: Record, *, by_issue: bool) -> str:
-    position: dict[str, Any] = {"after": last.id}
-    if by_issue:
-        position["issued"] = last.issued_at.isoformat()
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-def _decode_cursor(cursor: str, *, by_issue: bool) -> tuple[int, datetime | None]:
-    """The id (and, for a filtered list, the issue time) a page starts after."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        after = data["after"]
-        if type(after) is not int or not 0 <= after < 2**63:
-            raise ValueError
-        issued = None
-        if by_issue:
-            issued = datetime.fromisoformat(data["issued"])
-            if issued.utcoffset() is None:
-                raise ValueError
-            # In UTC here, where a time beyond the calendar's ends fails as
-            # OverflowError, rather than where the database reads it.
-            issued = issued.astimezone(UTC)
-        elif "issued" in data:
-            raise ValueError
-        return after, issued
-    except (ValueError, KeyError, TypeError, OverflowError):
-        raise InvalidInput(
-            "cursor is not one this service issued for this list (a cursor is valid "
-            "only with the filters of the page that gave it)"
-        ) from None
-
-
-def _order_summary(record: Record, batch: Batch | None) -> dict[str, Any]:
-    return {
-        "order_number": record.order_number,
-        "buyer": {"ruc": record.buyer_ruc, "name": record.buyer_name},
-        "supplier": {"ruc": record.supplier_ruc, "name": record.supplier_name},
-        "issued_at": record.issued_at.astimezone(PERU).isoformat(),
-        "currency": record.currency,
-        "total": f"{record.total:.2f}",
-        "hash": record.hash,
-        "status": record_status(batch),
-        "url": f"/v1/purchase-orders/{record.buyer_ruc}/{record.order_number}",
-    }
-
-
 @router.get("", summary="List purchase orders", responses={422: PROBLEM})
 def list_orders(
     session: SessionDep,
+    runtime: RuntimeDep,
     buyer: Annotated[str | None, Query(pattern=r"^\d{11}$", description="Buyer RUC")] = None,
     supplier: Annotated[str | None, Query(pattern=r"^\d{11}$", description="Supplier RUC")] = None,
     issued_from: Annotated[date | None, Query(description="First issue date (Peru time)")] = None,
@@ -195,51 +129,14 @@ def list_orders(
     from the first page never misses one, even one recorded meanwhile. With any
     filter, the matching orders in order of issue (`issued_at`, then acceptance).
     A cursor continues the list it came from, with the same filters."""
-    # A filtered list follows the filter's index (app.models.Record): in id
-    # order, the database either walked every record testing the filter or
-    # sorted every match.
-    by_issue = bool(buyer or supplier or issued_from or issued_to)
-    order = (Record.issued_at, Record.id) if by_issue else (Record.id,)
-    query = (
-        with_batch(select(Record, Batch))
-        # A page shows the query columns only: not the records' bytes.
-        .options(defer(Record.canonical))
-        .where(Record.schema == PURCHASE_ORDER_SCHEMA)
-        .order_by(*order)
-        .limit(limit + 1)
+    return list_records(
+        session=session,
+        schema=PURCHASE_ORDER_SCHEMA,
+        genesis=runtime.chain_genesis(),
+        filters=ListFilters(buyer, supplier, issued_from, issued_to),
+        limit=limit,
+        cursor=cursor,
     )
-    if buyer:
-        query = query.where(Record.buyer_ruc == buyer)
-    if supplier:
-        query = query.where(Record.supplier_ruc == supplier)
-    if issued_from:
-        query = query.where(Record.issued_at >= datetime.combine(issued_from, time(), PERU))
-    if issued_to:
-        end = datetime.combine(issued_to + timedelta(days=1), time(), PERU)
-        query = query.where(Record.issued_at < end)
-    if issued_from and issued_to and issued_from > issued_to:
-        raise InvalidInput("issued_from is after issued_to")
-    if cursor:
-        after, issued = _decode_cursor(cursor, by_issue=by_issue)
-        if issued is None:
-            query = query.where(Record.id > after)
-        else:
-            # Typed parameters: the column's own form of a time (SQLite text).
-            query = query.where(
-                tuple_(Record.issued_at, Record.id)
-                > tuple_(
-                    bindparam("after_issued", issued, type_=Record.issued_at.type),
-                    bindparam("after_id", after, type_=Record.id.type),
-                )
-            )
-    rows = session.execute(query).all()
-    page = rows[:limit]
-    return {
-        "items": [_order_summary(record, batch) for record, batch in page],
-        "next_cursor": _encode_cursor(page[-1][0], by_issue=by_issue)
-        if len(rows) > limit
-        else None,
-    }
 
 
 @router.get(
@@ -247,34 +144,15 @@ def list_orders(
     summary="One purchase order, its hash, status and history",
     responses={404: PROBLEM},
 )
-def get_order(
+def read_order(
     session: SessionDep,
+    runtime: RuntimeDep,
     buyer_ruc: Annotated[str, Path(pattern=r"^\d{11}$")],
     order_number: Annotated[str, Path(max_length=64)],
 ) -> dict[str, Any]:
-    rows = session.execute(
-        with_batch(select(Record, Batch))
-        .where(Record.buyer_ruc == buyer_ruc, Record.order_number == order_number)
-        .order_by(Record.id)
-    ).all()
-    if not rows:
-        raise NotFound(f"no purchase order {order_number} of buyer {buyer_ruc}")
-    history = [
-        {
-            "hash": record.hash,
-            "schema": record.schema,
-            "status": record_status(batch),
-            "accepted_at": record.accepted_at.isoformat(),
-            "batch_id": batch.id if batch is not None else None,
-            **_links(record.hash),
-        }
-        for record, batch in rows
-    ]
-    first, batch = rows[0]
-    record = parse_json_strict(first.canonical)
-    return {
-        "purchase_order": record["purchase_order"],
-        "hash": first.hash,
-        "status": record_status(batch),
-        "history": history,
-    }
+    return get_order(
+        session=session,
+        buyer_ruc=buyer_ruc,
+        order_number=order_number,
+        genesis=runtime.chain_genesis(),
+    )

@@ -2,7 +2,9 @@
 
 The generic parts (ingest, sealing, receipts, audit) never name a schema:
 they ask :mod:`app.records.registry` for the entry of a record's ``schema``
-member. A new schema is a module here that builds a
-:class:`~app.records.registry.RecordSchema` and is listed in
-:func:`~app.records.registry.builtin_schemas`.
+member. A new schema is a module here that registers a
+:class:`~app.records.registry.RecordSchema`, imported below so that it is
+registered whenever the package is.
 """
+
+from app.records import purchase_order  # noqa: F401  (registers ancla/purchase-order/1)

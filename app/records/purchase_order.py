@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Final, NotRequired, Self, cast
 
@@ -35,6 +35,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from app.records.registry import RecordColumns, RecordSchema, register
 from app.records.vocabulary import (
     CENTS,
     CODE_MAX,
@@ -285,6 +286,10 @@ class PurchaseOrder(BaseModel):
             "purchase_order": self.model_dump(mode="json", exclude_none=True),
         }
 
+    def record(self) -> dict[str, Any]:
+        """The ledger record (:meth:`to_record`): a PurchaseOrder is a valid record."""
+        return self.to_record()
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Parse a record made by :meth:`to_record`, e.g. one fetched by hash.
@@ -479,3 +484,49 @@ def validate_order(data: object) -> ValidOrder:
     if fast is not None:
         return ValidOrder(fast)
     return ValidOrder.of(PurchaseOrder.model_validate(data))
+
+
+# --- The schema's entry in the registry --------------------------------------------------
+
+
+def order_identity(buyer_ruc: str, order_number: str) -> str:
+    """What identifies an order in the ledger: its buyer and its number.
+
+    A RUC is 11 digits, so the first "/" ends it (order numbers may hold "/").
+    """
+    return f"{buyer_ruc}/{order_number}"
+
+
+def order_columns(record: Mapping[str, Any]) -> RecordColumns:
+    """The query columns of a purchase-order record (the record as hashed)."""
+    order = record["purchase_order"]
+    buyer, supplier = order["buyer"], order["supplier"]
+    return RecordColumns(
+        buyer_ruc=buyer["ruc"],
+        buyer_name=buyer["name"],
+        order_number=order["order_number"],
+        supplier_ruc=supplier["ruc"],
+        supplier_name=supplier["name"],
+        # Validation guarantees an ISO 8601 time with a UTC offset.
+        issued_at=datetime.fromisoformat(order["issued_at"]).astimezone(UTC),
+        currency=order["currency"],
+        total=Decimal(order["total"]),
+        identity=order_identity(buyer["ruc"], order["order_number"]),
+    )
+
+
+def _describe(columns: RecordColumns) -> str:
+    return f"order {columns.order_number} of buyer {columns.buyer_ruc}"
+
+
+SCHEMA: Final = register(
+    RecordSchema(
+        name=PURCHASE_ORDER_SCHEMA,
+        noun="purchase order",
+        plural="orders",
+        parse=validate_order,
+        columns=order_columns,
+        describe=_describe,
+        whole="(order)",
+    )
+)

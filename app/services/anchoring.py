@@ -44,7 +44,8 @@ from app.models import (
 )
 from app.services.batching import oldest_pending, seal_batches
 from app.services.leader import LeaderLock
-from ledger.chain import AnchorEvent, ChainClient, Registry, SentTransaction
+from ledger.anchors import Anchor, AnchorEvent
+from ledger.chain import ChainClient, Registry, SentTransaction
 from ledger.errors import BatchIdConflict, ChainError, LedgerError, TransactionFailed
 
 log = logging.getLogger("ancla.worker")
@@ -250,22 +251,15 @@ class AnchorWorker:
         """Wait (bounded) for a submitted anchor; True once it is settled either way."""
         assert batch.tx_hash is not None  # noqa: S101 - set together with SUBMITTED
         try:
-            receipt = self.client.wait(
-                batch.tx_hash, timeout=self.config.mine_timeout, poll=self.config.poll_interval
+            anchor = self.registry.wait_for_anchor(
+                batch.tx_hash,
+                batch_id=batch.id,
+                timeout=self.config.mine_timeout,
+                poll=self.config.poll_interval,
             )
         except TransactionFailed as exc:
             return self._unmined(session, batch, report, exc)
-        result = self.registry.anchor_result(receipt, batch_id=batch.id)
-        self._mark_anchored(
-            session,
-            batch,
-            result.tx_hash,
-            result.block_number,
-            result.block_hash,
-            result.log_index,
-            result.timestamp,
-            result.gas_used,
-        )
+        self._mark_anchored(session, batch, anchor)
         report.anchored.append(batch.id)
         return True
 
@@ -279,7 +273,7 @@ class AnchorWorker:
             # chain has the batch, so adopt its event (or stop on a conflict).
             self._adopt(session, batch, report)
             return True
-        if self.client.receipt(batch.tx_hash) is not None:
+        if self.client.transaction_status(batch.tx_hash) is not None:
             # Mined but reverted, and the batch is not on chain: send it again.
             self._reset_from(session, batch.id, cause="reverted")
             batch.last_error = str(exc)
@@ -349,50 +343,15 @@ class AnchorWorker:
             event = _matching(self.registry.find_anchor_events(batch_id=batch.id), batch)
         if event is None:
             raise ChainError(f"rootOf({batch.id}) is set but no BatchAnchored event was found")
-        block = self.client.call(
-            "eth_getBlockByHash",
-            lambda: self.client.w3.eth.get_block(event.block_hash),  # type: ignore[arg-type]
-        )
-        receipt = self.client.receipt(event.tx_hash)
         log.info("batch %s was already anchored in %s; adopting it", batch.id, event.tx_hash)
-        batch.chain_id = self.client.chain_id
-        batch.contract = self.registry.address
-        self._mark_anchored(
-            session,
-            batch,
-            event.tx_hash,
-            event.block_number,
-            event.block_hash,
-            event.log_index,
-            int(block["timestamp"]),
-            None if receipt is None else int(receipt["gasUsed"]),
-        )
+        self._mark_anchored(session, batch, self.registry.anchor_of(event))
         report.anchored.append(batch.id)
 
-    def _mark_anchored(
-        self,
-        session: Session,
-        batch: Batch,
-        tx_hash: str,
-        block_number: int,
-        block_hash: str,
-        log_index: int,
-        timestamp: int,
-        gas_used: int | None,
-    ) -> None:
-        batch.status = ANCHORED
-        batch.chain_id = self.client.chain_id
-        batch.contract = self.registry.address
-        batch.tx_hash = tx_hash
-        batch.block_number = block_number
-        batch.block_hash = block_hash
-        batch.log_index = log_index
-        batch.block_timestamp = timestamp
-        batch.gas_used = gas_used
-        batch.anchored_at = utcnow()
-        batch.last_error = None
+    def _mark_anchored(self, session: Session, batch: Batch, anchor: Anchor) -> None:
+        batch.mark_anchored(anchor)
         session.commit()
         metrics.BATCHES_ANCHORED.inc()
+        assert batch.anchored_at is not None  # noqa: S101 - set by mark_anchored
         metrics.ANCHOR_LATENCY.observe((batch.anchored_at - batch.sealed_at).total_seconds())
 
     # -- confirmations and reorgs -------------------------------------------------

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, cast
@@ -40,6 +40,7 @@ from app.models import (
     Record,
     utcnow,
 )
+from app.records.registry import QUERY_COLUMNS, UnknownSchema, schema_named
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
 from ledger.errors import MerkleError
 from ledger.hashing import from_hex32, to_hex
@@ -122,7 +123,9 @@ class AuditScope:
 
 # -- records -------------------------------------------------------------------------
 
-# Streamed per record, with their PostgreSQL types for COPY's binary format.
+# Streamed per record, with their PostgreSQL types for COPY's binary format:
+# the record, its query columns (app.records.registry.QUERY_COLUMNS, in that
+# order), and its place in its batch.
 _RECORD_COLUMNS_AND_PG_TYPES = (
     (Record.id, "int8"),
     (Record.hash, "bytea"),
@@ -136,6 +139,8 @@ _RECORD_COLUMNS_AND_PG_TYPES = (
     (Record.issued_at, "timestamptz"),
     (Record.currency, "varchar"),
     (Record.total, "numeric"),
+    (Record.prev_hash, "varchar"),
+    (Record.identity, "varchar"),
     (BatchEntry.batch_id, "int8"),
     (BatchEntry.position, "int4"),
 )
@@ -144,52 +149,42 @@ _PG_TYPES = [pg_type for _, pg_type in _RECORD_COLUMNS_AND_PG_TYPES]
 
 # Positions in _RECORD_COLUMNS (rows are read as plain tuples: attribute access
 # on SQLAlchemy rows cost more than the hashing, measured).
-_ID, _HASH, _CANONICAL = 0, 1, 2
-_DERIVED = slice(3, 12)
-_DERIVED_NAMES = (
-    "schema",
-    "buyer_ruc",
-    "buyer_name",
-    "order_number",
-    "supplier_ruc",
-    "supplier_name",
-    "issued_at",
-    "currency",
-    "total",
-)
-_BATCH_ID, _POSITION = 12, 13
+_ID, _HASH, _CANONICAL, _SCHEMA = 0, 1, 2, 3
+_QUERY = slice(4, 4 + len(QUERY_COLUMNS))
+_BATCH_ID, _POSITION = 4 + len(QUERY_COLUMNS), 5 + len(QUERY_COLUMNS)
+if tuple(c.key for c in _RECORD_COLUMNS[_QUERY]) != QUERY_COLUMNS:  # pragma: no cover
+    raise RuntimeError("the audit must read app.records.QUERY_COLUMNS in their order")
 
 # Anchors whose chain facts are asked in one go (JSON-RPC batch requests).
 _CHAIN_WINDOW = 32
 
 
 def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
-    """(column, from bytes, stored) for every query column that disagrees with the bytes."""
+    """(column, from bytes, stored) for every column that disagrees with the bytes.
+
+    The record's schema (its registry entry) says what its query columns
+    are; a schema nobody registered cannot be checked, and is reported.
+    """
     try:
         # orjson: a third of json.loads' time, and the bytes were strictly
         # parsed when accepted (a tampered record fails the hash check first).
         record = orjson.loads(row[_CANONICAL])
-        order = record["purchase_order"]
-        buyer, supplier = order["buyer"], order["supplier"]
-        expected = (
-            record["schema"],
-            buyer["ruc"],
-            buyer["name"],
-            order["order_number"],
-            supplier["ruc"],
-            supplier["name"],
-            datetime.fromisoformat(order["issued_at"]),
-            order["currency"],
-            Decimal(order["total"]),
-        )
-    except (ValueError, KeyError, TypeError, InvalidOperation, orjson.JSONDecodeError) as exc:
-        return [("canonical", "a purchase-order record", f"unreadable: {exc}")]
-    stored = tuple(row[_DERIVED])
+        name = record["schema"]
+        schema = schema_named(name)
+    except UnknownSchema as exc:
+        return [("canonical", "a record of a registered schema", str(exc))]
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        return [("canonical", "a record with a schema", f"unreadable: {exc}")]
+    try:
+        expected = (name, *schema.columns(record))
+    except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+        return [("canonical", f"a {schema.noun} record", f"unreadable: {exc}")]
+    stored = (row[_SCHEMA], *row[_QUERY])
     if stored == expected:
         return []
     return [
-        (name, str(value), str(found))
-        for name, value, found in zip(_DERIVED_NAMES, expected, stored, strict=True)
+        (column, str(value), str(found))
+        for column, value, found in zip(("schema", *QUERY_COLUMNS), expected, stored, strict=True)
         if value != found
     ]
 

@@ -1,9 +1,13 @@
-"""Recording purchase orders: validate, hash, store durably, report per item.
+"""Recording records of any schema: validate, hash, store durably, report per item.
 
 A single POST is a bulk of one, so both paths share the same rules:
-identical content -> "exists" (200, same hash); same buyer + order number with
-other content -> conflict (409); another buyer's order -> forbidden (403).
+identical content -> "exists" (200, same hash); the same identity within its
+schema (a purchase order's buyer + order number; app.records.registry) with
+other content -> conflict (409); a record of another buyer -> forbidden (403).
 The record row is committed before the caller answers 2xx.
+
+Nothing here knows a schema: what differs between them (validation, query
+columns, identity) is the schema's registry entry.
 """
 
 from __future__ import annotations
@@ -14,8 +18,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal, Protocol, cast
 
 import psycopg
@@ -33,17 +35,12 @@ from app.db import (
     sqlite_multirow_inserts,
 )
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
-from app.models import Batch, BatchEntry, Record, decimal_text, utcnow
-from app.records.purchase_order import (
-    PURCHASE_ORDER_SCHEMA,
-    PurchaseOrder,
-    ValidOrder,
-    validate_order,
-)
+from app.models import Record, decimal_text, utcnow
+from app.records.registry import QUERY_COLUMNS, RecordColumns, RecordSchema, ValidRecord
 from ledger.canonical import canonical_bytes, hash_canonical
 from ledger.hashing import to_hex
 
-# Bulk requests are bounded (DESIGN §4): 10,000 orders per request.
+# Bulk requests are bounded (DESIGN §4): 10,000 records per request.
 MAX_BULK_ITEMS = 10_000
 # Rows per IN (...) lookup; keeps every query under SQLite's variable limit.
 _LOOKUP_CHUNK = 500
@@ -97,12 +94,15 @@ class ItemResult:
         return data
 
 
-def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as ``{"field": "buyer.ruc", "message": ...}``, one per problem."""
+def validation_errors(exc: ValidationError, *, whole: str = "(record)") -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"field": "buyer.ruc", "message": ...}``, one per problem.
+
+    An empty location is a rule over the whole record (e.g. an order's
+    totals): its field is ``whole``, the schema's name for that.
+    """
     return [
         {
-            # An empty location is a rule over the whole order (e.g. the totals).
-            "field": ".".join(str(part) for part in error["loc"]) or "(order)",
+            "field": ".".join(str(part) for part in error["loc"]) or whole,
             "message": error["msg"].removeprefix("Value error, "),
         }
         for error in exc.errors(include_url=False, include_context=False, include_input=False)
@@ -111,11 +111,12 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 @dataclass
 class Prepared:
-    """A valid order of one request, hashed, ready to store; its outcome goes to
+    """A valid record of one request, hashed, ready to store; its outcome goes to
     ``results[index]`` (the request's list) when it is stored."""
 
     index: int
-    order: ValidOrder
+    schema: RecordSchema
+    columns: RecordColumns
     canonical: bytes
     hash: str
     agency_id: int | None
@@ -124,23 +125,13 @@ class Prepared:
 
 
 def _row(prepared: Prepared, now: Any) -> tuple[Any, ...]:
-    """The values of ``_INSERT_COLUMNS`` for a prepared order, in that order."""
-    order = prepared.order.data
-    buyer, supplier = order["buyer"], order["supplier"]
+    """The values of ``_INSERT_COLUMNS`` for a prepared record, in that order."""
     return (
         # Stored as its 32 bytes (app.models.Hash32).
         bytes.fromhex(prepared.hash[2:]),
         prepared.canonical,
-        PURCHASE_ORDER_SCHEMA,
-        buyer["ruc"],
-        buyer["name"],
-        order["order_number"],
-        supplier["ruc"],
-        supplier["name"],
-        # Validation guarantees an ISO 8601 time with a UTC offset.
-        datetime.fromisoformat(order["issued_at"]).astimezone(UTC),
-        order["currency"],
-        Decimal(order["total"]),
+        prepared.schema.name,
+        *prepared.columns,
         prepared.agency_id,
         prepared.source,
         now,
@@ -152,50 +143,61 @@ def _chunks(items: Sequence[Any], size: int = _LOOKUP_CHUNK) -> Iterable[Sequenc
         yield items[start : start + size]
 
 
-def prepare_orders(
+def prepare_items(
     agency: RecordingAgency | None,
-    orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
+    schema: RecordSchema,
+    items: Sequence[ValidRecord | ValidationError],
     source: str = "api",
 ) -> tuple[list[ItemResult | None], list[Prepared]]:
     """Judge what needs no database (invalid, another buyer's) and hash the rest.
 
-    Returns the request's results (None where storing decides) and the orders
-    to store. ``agency`` is the key holder for API requests (its buyer RUC
-    only); None for the operator's imports, which may record any buyer's orders.
+    ``items`` are what ``schema.parse`` made of a request's items (a
+    ValidationError stands for an invalid one). Returns the request's results
+    (None where storing decides) and the records to store. ``agency`` is the
+    key holder for API requests (its buyer RUC only); None for the operator's
+    imports, which may record any buyer's records.
     """
-    results: list[ItemResult | None] = [None] * len(orders)
+    results: list[ItemResult | None] = [None] * len(items)
     prepared: list[Prepared] = []
     agency_id = agency.id if agency is not None else None
-    for index, order in enumerate(orders):
-        if isinstance(order, ValidationError):
+    for index, item in enumerate(items):
+        if isinstance(item, ValidationError):
             results[index] = ItemResult(
                 index,
                 "invalid",
-                detail="the purchase order is invalid",
-                errors=validation_errors(order),
+                detail=f"the {schema.noun} is invalid",
+                errors=validation_errors(item, whole=schema.whole),
             )
-        else:
-            valid = order if isinstance(order, ValidOrder) else ValidOrder.of(order)
-            if agency is not None and valid.buyer_ruc != agency.ruc:
-                results[index] = ItemResult(
-                    index,
-                    "forbidden",
-                    order_number=valid.order_number,
-                    detail=f"this API key records orders of buyer {agency.ruc} only, "
-                    f"not {valid.buyer_ruc}",
-                )
-                continue
-            canonical = canonical_bytes(valid.record())
-            prepared.append(
-                Prepared(
-                    index, valid, canonical, hash_canonical(canonical), agency_id, source, results
-                )
+            continue
+        record = item.record()
+        columns = schema.columns(record)
+        if agency is not None and columns.buyer_ruc != agency.ruc:
+            results[index] = ItemResult(
+                index,
+                "forbidden",
+                order_number=columns.order_number,
+                detail=f"this API key records {schema.plural} of buyer {agency.ruc} only, "
+                f"not {columns.buyer_ruc}",
             )
+            continue
+        canonical = canonical_bytes(record)
+        prepared.append(
+            Prepared(
+                index,
+                schema,
+                columns,
+                canonical,
+                hash_canonical(canonical),
+                agency_id,
+                source,
+                results,
+            )
+        )
     return results, prepared
 
 
 def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
-    """Store prepared orders (of one request or of several) in one transaction,
+    """Store prepared records (of one request or of several) in one transaction,
     committed on return; each outcome is written to its request's results."""
     # Everything that needs no database is done before queueing for the write
     # lock (SQLite: one writer at a time across processes), so that the
@@ -232,26 +234,25 @@ def count_outcomes(results: Iterable[ItemResult | None]) -> list[ItemResult]:
     return final
 
 
-def record_orders(
+def record_items(
     *,
     session: Session,
     agency: RecordingAgency | None,
-    orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
+    schema: RecordSchema,
+    items: Sequence[ValidRecord | ValidationError],
     source: str = "api",
 ) -> list[ItemResult]:
-    """Record already-parsed orders (a ValidationError stands for an invalid item)
-    in one transaction of ``session``: imports and tests; the API goes through
-    :class:`GroupCommitter`, which shares a transaction among concurrent requests."""
-    results, prepared = prepare_orders(agency, orders, source)
+    """Record already-parsed records of ``schema`` (a ValidationError stands for an
+    invalid item) in one transaction of ``session``: imports and tests; the API
+    goes through :class:`GroupCommitter`, which shares a transaction among
+    concurrent requests."""
+    results, prepared = prepare_items(agency, schema, items, source)
     store_prepared(session, prepared)
     return count_outcomes(results)
 
 
 # PostgreSQL types of the inserted columns, for COPY's binary format.
-_PG_INSERT_TYPES = {
-    "hash": "bytea",
-    "canonical": "bytea",
-    "schema": "varchar",
+_PG_QUERY_COLUMN_TYPES = {
     "buyer_ruc": "varchar",
     "buyer_name": "varchar",
     "order_number": "varchar",
@@ -260,6 +261,16 @@ _PG_INSERT_TYPES = {
     "issued_at": "timestamptz",
     "currency": "varchar",
     "total": "numeric",
+    "prev_hash": "varchar",
+    "identity": "varchar",
+}
+if tuple(_PG_QUERY_COLUMN_TYPES) != QUERY_COLUMNS:  # pragma: no cover - a programming error
+    raise RuntimeError("_PG_QUERY_COLUMN_TYPES must list app.records.QUERY_COLUMNS in order")
+_PG_INSERT_TYPES = {
+    "hash": "bytea",
+    "canonical": "bytea",
+    "schema": "varchar",
+    **_PG_QUERY_COLUMN_TYPES,
     "agency_id": "int4",
     "source": "varchar",
     "accepted_at": "timestamptz",
@@ -302,9 +313,9 @@ def _insert_new_postgresql(
     hashes actually inserted.
 
     ``rows`` hold the values of ``_INSERT_COLUMNS`` in order, one per candidate. The unique
-    indexes (hash; buyer + order number) decide, so a concurrent writer's row
+    indexes (hash; schema + identity) decide, so a concurrent writer's row
     is never doubled, and the common case (all new) needs no lookup first:
-    looking up every hash and order number of a bulk before inserting was a
+    looking up every hash and identity of a bulk before inserting was a
     sixth of its CPU.
     """
     if not rows:
@@ -389,7 +400,8 @@ def _sqlite_inserts(
     if not rows:
         return []
     # The rows of a group share one acceptance time: converted once, by
-    # SQLAlchemy's own processor for the column.
+    # SQLAlchemy's own processor for the column. A schema may leave the
+    # time and the total out (None stays NULL).
     table = cast(Table, Record.__table__)
     process_accepted = table.c.accepted_at.type.dialect_impl(dialect).bind_processor(dialect)
     accepted: Any = None
@@ -398,8 +410,11 @@ def _sqlite_inserts(
     for row in rows:
         values = list(row)
         # UTCDateTime: naive UTC, as DATETIME text; DecimalText: two decimals.
-        values[_ISSUED_AT] = row[_ISSUED_AT].replace(tzinfo=None).isoformat(" ", "microseconds")
-        values[_TOTAL] = decimal_text(row[_TOTAL])
+        issued_at, total = row[_ISSUED_AT], row[_TOTAL]
+        if issued_at is not None:
+            values[_ISSUED_AT] = issued_at.replace(tzinfo=None).isoformat(" ", "microseconds")
+        if total is not None:
+            values[_TOTAL] = decimal_text(total)
         if row[_ACCEPTED_AT] is not accepted:
             accepted = row[_ACCEPTED_AT]
             accepted_form = process_accepted(accepted) if process_accepted else accepted
@@ -413,18 +428,24 @@ def _sqlite_inserts(
     )
 
 
+def _identity(item: Prepared) -> tuple[str, str] | None:
+    identity = item.columns.identity
+    return None if identity is None else (item.schema.name, identity)
+
+
 def _first_of_each(prepared: Sequence[Prepared]) -> list[Prepared]:
-    """The items to insert: the first of each hash and of each buyer + order
-    number; later ones are judged against whatever the database then holds."""
+    """The items to insert: the first of each hash and of each schema + identity;
+    later ones are judged against whatever the database then holds."""
     seen_hashes: set[str] = set()
     seen_keys: set[tuple[str, str]] = set()
     candidates: list[Prepared] = []
     for item in prepared:
-        key = (item.order.buyer_ruc, item.order.order_number)
-        if item.hash not in seen_hashes and key not in seen_keys:
+        key = _identity(item)
+        if item.hash not in seen_hashes and (key is None or key not in seen_keys):
             candidates.append(item)
         seen_hashes.add(item.hash)
-        seen_keys.add(key)
+        if key is not None:
+            seen_keys.add(key)
     return candidates
 
 
@@ -438,71 +459,61 @@ def _judge(
     """Write each item's outcome into its request's results."""
     inserted = {id(item) for item in candidates if item.hash in created}
     for item in prepared:
-        number = item.order.order_number
-        key = (item.order.buyer_ruc, number)
+        number = item.columns.order_number
+        key = _identity(item)
         if id(item) in inserted:
             item.results[item.index] = ItemResult(item.index, "created", item.hash, number)
         elif item.hash in created or item.hash in existing:
             item.results[item.index] = ItemResult(item.index, "exists", item.hash, number)
-        elif key in taken:
+        elif key is not None and key in taken:
             item.results[item.index] = ItemResult(
                 item.index,
                 "conflict",
                 item.hash,
                 number,
-                detail=f"order {number} of buyer {key[0]} is already recorded with other "
-                f"content (hash {taken[key]}); a recorded order never changes",
+                detail=f"{item.schema.describe(item.columns)} is already recorded with other "
+                f"content (hash {taken[key]}); what is recorded never changes",
                 existing_hash=taken[key],
             )
         else:  # pragma: no cover - only a concurrent delete could get here
-            raise RuntimeError(f"order {number} was neither inserted nor found")
+            raise RuntimeError(f"record {item.hash} was neither inserted nor found")
 
 
 def _lookup(
     connection: Connection, items: Sequence[Prepared]
 ) -> tuple[set[str], dict[tuple[str, str], str]]:
     """Which of the items' hashes are stored, and the stored hash of each of
-    their buyer + order numbers."""
+    their schema + identity."""
     records = cast(Table, Record.__table__)
     existing: set[str] = set()
     for chunk in _chunks(sorted({item.hash for item in items})):
         existing.update(connection.scalars(select(records.c.hash).where(records.c.hash.in_(chunk))))
     taken: dict[tuple[str, str], str] = {}
-    by_buyer: dict[str, set[str]] = {}
+    by_schema: dict[str, set[str]] = {}
     for item in items:
-        by_buyer.setdefault(item.order.buyer_ruc, set()).add(item.order.order_number)
-    for buyer_ruc, numbers in by_buyer.items():
-        for chunk in _chunks(sorted(numbers)):
+        key = _identity(item)
+        if key is not None:
+            by_schema.setdefault(key[0], set()).add(key[1])
+    for schema_name, identities in by_schema.items():
+        for chunk in _chunks(sorted(identities)):
             rows = connection.execute(
-                select(records.c.order_number, records.c.hash).where(
-                    records.c.schema == PURCHASE_ORDER_SCHEMA,
-                    records.c.buyer_ruc == buyer_ruc,
-                    records.c.order_number.in_(chunk),
+                select(records.c.identity, records.c.hash).where(
+                    records.c.schema == schema_name, records.c.identity.in_(chunk)
                 )
             )
-            taken.update({(buyer_ruc, number): found for number, found in rows})
+            taken.update({(schema_name, identity): found for identity, found in rows})
     return existing, taken
 
 
-def parse_orders(items: Sequence[Any]) -> list[ValidOrder | ValidationError]:
-    parsed: list[ValidOrder | ValidationError] = []
+def parse_items(schema: RecordSchema, items: Sequence[Any]) -> list[ValidRecord | ValidationError]:
+    """Each item validated by ``schema.parse``, or the ValidationError it raised."""
+    parsed: list[ValidRecord | ValidationError] = []
     for item in items:
         try:
-            parsed.append(validate_order(item))
+            parsed.append(schema.parse(item))
         except ValidationError as exc:
             parsed.append(exc)
     return parsed
-
-
-def stored_status(session: Session, record_hash: str) -> str:
-    """The public status of a record that already existed: anchored, final or pending."""
-    batch_status = session.scalar(
-        select(Batch.status)
-        .join(BatchEntry, BatchEntry.batch_id == Batch.id)
-        .join(Record, Record.id == BatchEntry.record_id)
-        .where(Record.hash == record_hash)
-    )
-    return batch_status if batch_status in ("anchored", "final") else "pending"
 
 
 @dataclass
@@ -513,12 +524,12 @@ class _Request:
 
 
 class GroupCommitter:
-    """Stores the orders of concurrent requests together: one transaction per group.
+    """Stores the records of concurrent requests together: one transaction per group.
 
     Every commit waits for the disk (SQLite ``synchronous=FULL``, PostgreSQL's
     WAL flush), and a transaction per request also paid its own lookups, insert
     and thread hand-offs: that capped single POSTs at a few hundred a second.
-    Requests queue their prepared orders; one thread takes everything waiting,
+    Requests queue their prepared records; one thread takes everything waiting,
     stores it in one transaction, and answers each request only after the commit,
     so a 2xx still means durable. Under light load a group is one request and
     nothing waits; under heavy load the groups grow while the disk flushes.
@@ -534,15 +545,16 @@ class GroupCommitter:
     async def record(
         self,
         agency: RecordingAgency,
-        orders: Sequence[ValidOrder | PurchaseOrder | ValidationError],
+        schema: RecordSchema,
+        items: Sequence[ValidRecord | ValidationError],
     ) -> list[ItemResult]:
-        """Record one request's orders; returns once they are committed."""
-        results, prepared = prepare_orders(agency, orders)
+        """Record one request's records; returns once they are committed."""
+        results, prepared = prepare_items(agency, schema, items)
         await self.store(prepared)
         return count_outcomes(results)
 
     async def store(self, prepared: list[Prepared]) -> None:
-        """Store prepared orders with those of other requests; raises what storing raised."""
+        """Store prepared records with those of other requests; raises what storing raised."""
         if not prepared:
             return
         self._ensure_started()

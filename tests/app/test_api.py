@@ -11,9 +11,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import event
 
+from app.records.purchase_order import SCHEMA
 from app.runtime import Runtime
 from app.services.agencies import add_agency, revoke_agency
-from app.services.ingest import parse_orders, record_orders
+from app.services.ingest import parse_items, record_items
 from ledger import record_hash
 from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order, valid_ruc
 
@@ -359,7 +360,9 @@ def test_a_filtered_page_is_one_index_range_not_a_scan_or_a_sort(
         for i in range(3000)
     ]
     with runtime.session_factory() as session:
-        results = record_orders(session=session, agency=None, orders=parse_orders(orders))
+        results = record_items(
+            session=session, agency=None, schema=SCHEMA, items=parse_items(SCHEMA, orders)
+        )
     assert {r.outcome for r in results} == {"created"}
     dialect = runtime.engine.dialect.name
     statements: list[tuple[str, Any]] = []

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from app.cli import upgrade_database
 from app.db import is_sqlite, make_engine, make_session_factory
 from app.models import Record
-from app.records.purchase_order import PurchaseOrder
-from app.services.ingest import GroupCommitter, prepare_orders, record_orders
+from app.records.purchase_order import SCHEMA, PurchaseOrder
+from app.services.ingest import GroupCommitter, prepare_items, record_items
 from tests.support.orders import order
 from tests.support.services import ensure_agency
 
@@ -61,11 +61,11 @@ def test_requests_waiting_behind_a_commit_share_the_next_one(
     blocker = _lock_writes(engine, database_url)
 
     async def scenario() -> list[list[str]]:
-        first = asyncio.create_task(committer.record(agency, _orders(range(1))))
+        first = asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(1))))
         # The recorder takes the first request alone and waits on the lock...
         await asyncio.sleep(0.5)
         later = [
-            asyncio.create_task(committer.record(agency, _orders(range(i, i + 1))))
+            asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(i, i + 1))))
             for i in range(1, 21)
         ]
         await asyncio.sleep(0.2)
@@ -97,10 +97,10 @@ def test_duplicates_across_grouped_requests_are_judged_in_order(
     changed = PurchaseOrder.model_validate(order(7, status="ANULADA"))
 
     async def scenario() -> list[str]:
-        tasks = [asyncio.create_task(committer.record(agency, _orders(range(99, 100))))]
+        tasks = [asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(99, 100))))]
         await asyncio.sleep(0.5)
         tasks += [
-            asyncio.create_task(committer.record(agency, orders))
+            asyncio.create_task(committer.record(agency, SCHEMA, orders))
             for orders in (_orders(range(7, 8)), _orders(range(7, 8)), [changed])
         ]
         await asyncio.sleep(0.2)
@@ -124,16 +124,16 @@ def test_a_request_that_cannot_be_stored_does_not_fail_the_others(
     blocker = _lock_writes(engine, database_url)
     # A record the database refuses (NOT NULL canonical bytes): stands for any
     # row-level error the validation could have missed.
-    _, broken = prepare_orders(agency, _orders(range(50, 51)))
+    _, broken = prepare_items(agency, SCHEMA, _orders(range(50, 51)))
     broken[0].canonical = None  # type: ignore[assignment]
 
     async def scenario() -> list[BaseException | list[str]]:
-        tasks = [asyncio.create_task(committer.record(agency, _orders(range(40, 41))))]
+        tasks = [asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(40, 41))))]
         await asyncio.sleep(0.5)
         tasks += [
-            asyncio.create_task(committer.record(agency, _orders(range(41, 42)))),
+            asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(41, 42)))),
             asyncio.create_task(committer.store(broken)),  # type: ignore[arg-type]
-            asyncio.create_task(committer.record(agency, _orders(range(42, 43)))),
+            asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(42, 43)))),
         ]
         await asyncio.sleep(0.2)
         blocker.rollback()  # type: ignore[attr-defined]
@@ -161,7 +161,7 @@ def test_close_stores_what_is_queued(engine: Engine) -> None:
     committer = GroupCommitter(session_factory)
 
     async def scenario() -> list[str]:
-        task = asyncio.create_task(committer.record(agency, _orders(range(3))))
+        task = asyncio.create_task(committer.record(agency, SCHEMA, _orders(range(3))))
         await asyncio.sleep(0)  # queued
         await asyncio.to_thread(committer.close)
         return [r.outcome for r in await task]
@@ -194,19 +194,27 @@ def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(
     session_factory = make_session_factory(engine)
     agency = ensure_agency(session_factory)
     with session_factory() as session:
-        (result,) = record_orders(
+        (result,) = record_items(
             session=session,
             agency=agency,
-            orders=[PurchaseOrder.model_validate(order(0, **changes))],
+            schema=SCHEMA,
+            items=[PurchaseOrder.model_validate(order(0, **changes))],
         )
     assert result.outcome == "created", result
     records = Record.__table__
     with engine.begin() as connection:
         row = connection.execute(select(records).where(records.c.hash == result.hash)).one()
-        copy = {**row._asdict(), "hash": "0x" + "ee" * 32, "order_number": "COPY-1"}
+        copy = {
+            **row._asdict(),
+            "hash": "0x" + "ee" * 32,
+            "order_number": "COPY-1",
+            "identity": "COPY-1",
+        }
         del copy["id"]
         connection.execute(records.insert().values(**copy))
-    columns = [c.name for c in records.columns if c.name not in ("id", "order_number")]
+    columns = [
+        c.name for c in records.columns if c.name not in ("id", "order_number", "identity")
+    ]
     raw = f"SELECT {', '.join(columns)} FROM records WHERE order_number = :n"  # noqa: S608
     with engine.connect() as connection:
         ours, theirs = (
@@ -235,7 +243,7 @@ def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path: Path
 
     def store() -> None:
         with session_factory() as session:
-            record_orders(session=session, agency=agency, orders=_orders(range(1)))
+            record_items(session=session, agency=agency, schema=SCHEMA, items=_orders(range(1)))
         stored.set()
 
     with open(tmp_path / "ancla.db-writer.lock", "ab") as other_process:
@@ -261,6 +269,8 @@ def test_sqlite_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path)
     session_factory = make_session_factory(engine)
     agency = ensure_agency(session_factory)
     with session_factory() as session:
-        results = record_orders(session=session, agency=agency, orders=_orders(range(3)))
+        results = record_items(
+            session=session, agency=agency, schema=SCHEMA, items=_orders(range(3))
+        )
     assert [r.outcome for r in results] == ["created"] * 3
     engine.dispose()

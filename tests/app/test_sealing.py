@@ -12,9 +12,9 @@ from sqlalchemy import delete, event, func, select, text
 from app.cli import upgrade_database
 from app.db import SessionFactory, make_engine, make_session_factory
 from app.models import Batch, BatchEntry, PendingRecord
-from app.records.purchase_order import PurchaseOrder
+from app.records.purchase_order import SCHEMA, PurchaseOrder
 from app.services.batching import _seal, next_in_queue, seal_batches
-from app.services.ingest import record_orders
+from app.services.ingest import record_items
 from ledger.merkle import MerkleTree
 from tests.support.orders import order
 from tests.support.services import ensure_agency
@@ -28,7 +28,12 @@ def record(session_factory: SessionFactory, count: int) -> None:
     """Record ``count`` distinct orders through the ingest service."""
     orders = [PurchaseOrder.model_validate(order(n)) for n in range(count)]
     with session_factory() as session:
-        record_orders(session=session, agency=ensure_agency(session_factory), orders=orders)
+        record_items(
+            session=session,
+            agency=ensure_agency(session_factory),
+            schema=SCHEMA,
+            items=orders,
+        )
 
 
 @pytest.fixture

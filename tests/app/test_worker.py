@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.db, pytest.mark.chain]
 def receipts_verify(runtime: Runtime, hashes: list[str]) -> None:
     with runtime.session_factory() as session:
         for record_hash in hashes:
-            receipt = get_receipt(session=session, record_hash=record_hash)
+            receipt = get_receipt(session=session, record_hash=record_hash, genesis=None)
             assert receipt.status in ("anchored", "final"), receipt
             assert verify_receipt(receipt, rpc_url=runtime.settings.rpc_url).ok
 
@@ -74,7 +74,7 @@ def test_anchored_then_final_after_k_confirmations(make_settings: Any, chain: Ch
 
 def get_status(runtime: Runtime, record_hash: str) -> str:
     with runtime.session_factory() as session:
-        return get_receipt(session=session, record_hash=record_hash).status
+        return get_receipt(session=session, record_hash=record_hash, genesis=None).status
 
 
 def test_reorged_batch_is_anchored_again(runtime: Runtime, chain: ChainClient) -> None:
@@ -86,7 +86,7 @@ def test_reorged_batch_is_anchored_again(runtime: Runtime, chain: ChainClient) -
     second = ingest(runtime.session_factory, range(3, 6))
     worker.tick(force_seal=True)
     with runtime.session_factory() as session:
-        old_receipt = get_receipt(session=session, record_hash=second[0])
+        old_receipt = get_receipt(session=session, record_hash=second[0], genesis=None)
     assert verify_receipt(old_receipt, rpc_url=runtime.settings.rpc_url).ok
     # The block holding batch 2 disappears; the chain grows another branch.
     provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
@@ -96,7 +96,7 @@ def test_reorged_batch_is_anchored_again(runtime: Runtime, chain: ChainClient) -
     with runtime.session_factory() as session:
         batch = session.get(Batch, 2)
         assert batch is not None and batch.reanchor_count == 1
-        new_receipt = get_receipt(session=session, record_hash=second[0])
+        new_receipt = get_receipt(session=session, record_hash=second[0], genesis=None)
     assert new_receipt.anchor != old_receipt.anchor
     with pytest.raises(Exception, match="anchor.block"):
         verify_receipt(old_receipt, rpc_url=runtime.settings.rpc_url)

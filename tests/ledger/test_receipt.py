@@ -135,21 +135,20 @@ def test_receipt_text_is_parsed_strictly(text: str | bytes, message: str) -> Non
 
 def test_anchored_builder_computes_the_leaf() -> None:
     from ledger import leaf_of
+    from ledger.anchors import Anchor
 
-    receipt = Receipt.anchored(
-        record_hash="0x" + "ab" * 32,
-        proof=[],
-        root=leaf_of("0x" + "ab" * 32),
-        batch_id=1,
-        batch_size=1,
+    anchor = Anchor(
         chain_id=1,
         contract="0x" + "12" * 20,
+        batch_id=1,
+        root=leaf_of("0x" + "ab" * 32),
+        leaf_count=1,
         tx_hash="0x" + "44" * 32,
         block_number=1,
         block_hash="0x" + "55" * 32,
         log_index=0,
         timestamp=1,
-        final=True,
     )
+    receipt = Receipt.anchored(record_hash="0x" + "ab" * 32, proof=[], anchor=anchor, final=True)
     assert receipt.status == "final"
     assert receipt.merkle is not None and receipt.merkle.leaf == leaf_of("0x" + "ab" * 32)

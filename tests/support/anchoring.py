@@ -8,7 +8,8 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from ledger import MerkleTree, Receipt, record_hash
-from ledger.chain import AnchorResult, Registry
+from ledger.anchors import Anchor
+from ledger.chain import Registry
 
 
 def sample_record(i: int) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def sample_record(i: int) -> dict[str, Any]:
 class AnchoredBatch:
     records: list[dict[str, Any]]
     tree: MerkleTree
-    result: AnchorResult
+    result: Anchor
     receipts: list[Receipt]
 
 
@@ -37,20 +38,7 @@ def anchor_records(
     tree = MerkleTree.of(hashes)
     result = registry.anchor(signer, batch_id=batch_id, root=tree.root, leaf_count=len(tree))
     receipts = [
-        Receipt.anchored(
-            record_hash=h,
-            proof=proof,
-            root=tree.root,
-            batch_id=batch_id,
-            batch_size=len(tree),
-            chain_id=result.chain_id,
-            contract=result.contract,
-            tx_hash=result.tx_hash,
-            block_number=result.block_number,
-            block_hash=result.block_hash,
-            log_index=result.log_index,
-            timestamp=result.timestamp,
-        )
+        Receipt.anchored(record_hash=h, proof=proof, anchor=result)
         for h, proof in zip(hashes, tree.proofs(), strict=True)
     ]
     return AnchoredBatch(records, tree, result, receipts)

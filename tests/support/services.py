@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from app.db import SessionFactory
 from app.models import Agency, Batch, PendingRecord
-from app.records.purchase_order import PurchaseOrder
+from app.records.purchase_order import SCHEMA, PurchaseOrder
 from app.services.agencies import add_agency
-from app.services.ingest import record_orders
+from app.services.ingest import record_items
 from app.settings import Settings
 from tests.support.orders import BUYER_RUC, order
 
@@ -29,10 +29,11 @@ def ensure_agency(session_factory: SessionFactory) -> Agency:
 def ingest(session_factory: SessionFactory, numbers: range) -> list[str]:
     agency = ensure_agency(session_factory)
     with session_factory() as session:
-        results = record_orders(
+        results = record_items(
             session=session,
             agency=agency,
-            orders=[PurchaseOrder.model_validate(order(i)) for i in numbers],
+            schema=SCHEMA,
+            items=[PurchaseOrder.model_validate(order(i)) for i in numbers],
         )
     assert all(r.outcome == "created" for r in results), results
     return [r.hash for r in results if r.hash]

@@ -32,7 +32,7 @@ from typing import IO, Any, Final, Literal
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.records.purchase_order import PurchaseOrder
+from app.records.purchase_order import SCHEMA, PurchaseOrder
 from app.services.ingest import record_orders, validation_errors
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError
@@ -538,7 +538,8 @@ def _order_from_cells(cells: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _reason(exc: ValidationError) -> str:
-    return "; ".join(f"{error['field']}: {error['message']}" for error in validation_errors(exc))
+    errors = validation_errors(exc, whole=SCHEMA.whole)
+    return "; ".join(f"{error['field']}: {error['message']}" for error in errors)
 
 
 def import_rows(

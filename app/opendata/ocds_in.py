@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, NamedTuple
 from pydantic import ValidationError
 
 from app.opendata.mapping import RUC_SCHEME, JsonObject
-from app.records.purchase_order import PurchaseOrder, check_ruc
+from app.records.purchase_order import SCHEMA, PurchaseOrder, check_ruc
 from app.services.ingest import validation_errors
 
 __all__ = ["MissingTax", "OcdsItem", "orders_from_ocds"]
@@ -393,7 +393,9 @@ def _order_from_contract(
     try:
         valid = PurchaseOrder.model_validate({k: v for k, v in order.items() if v is not None})
     except ValidationError as exc:
-        errors = "; ".join(f"{e['field']}: {e['message']}" for e in validation_errors(exc))
+        errors = "; ".join(
+            f"{e['field']}: {e['message']}" for e in validation_errors(exc, whole=SCHEMA.whole)
+        )
         return OcdsItem(pointer, None, f"not a valid purchase order: {errors}")
     return OcdsItem(pointer, valid.model_dump(mode="json", exclude_none=True), None)
 

@@ -26,9 +26,9 @@ from sqlalchemy import select
 
 from app.models import Batch
 from app.opendata import export, mapping, ocds_in, packages
-from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, PurchaseOrder
+from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, SCHEMA, PurchaseOrder
 from app.runtime import Runtime
-from app.services.ingest import record_orders
+from app.services.ingest import record_items
 from app.services.receipts import get_receipt
 from ledger.canonical import record_hash
 from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order
@@ -170,10 +170,11 @@ PENDING = [PENDING_MINIMAL, PENDING_ITEMS]
 
 def record(runtime: Runtime, orders: list[dict[str, Any]], outcome: str = "created") -> list[str]:
     with runtime.session_factory() as session:
-        results = record_orders(
+        results = record_items(
             session=session,
             agency=None,
-            orders=[PurchaseOrder.model_validate(o) for o in orders],
+            schema=SCHEMA,
+            items=[PurchaseOrder.model_validate(o) for o in orders],
             source="import:test",
         )
     assert [r.outcome for r in results] == [outcome] * len(orders), results
@@ -295,7 +296,7 @@ def test_export_is_valid_ocds_with_the_proof(runtime: Runtime, ledger: dict[str,
 
     # The proof is the receipt's, field for field.
     with runtime.session_factory() as session:
-        receipt = get_receipt(session=session, record_hash=full["id"])
+        receipt = get_receipt(session=session, record_hash=full["id"], genesis=None)
         batch = session.scalars(select(Batch)).one()
     assert receipt.anchor is not None and receipt.merkle is not None
     assert full["ancla"] == {

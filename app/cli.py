@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 from pydantic import ValidationError
@@ -617,19 +617,17 @@ def import_command(
         _fail(f"cannot read {path}: no such file")
     settings = _settings(database_url=database_url)
     try:
-        kind = importing.detect_format(path) if file_format == "auto" else file_format
+        kind = (
+            importing.detect_format(path)
+            if file_format == "auto"
+            else cast("importing.Format", file_format)
+        )
     except ValueError as exc:
         _fail(str(exc))
     # Record.source holds at most 200 characters.
     source = f"import:{path.name}"[:200]
-    pointers: dict[int, str] = {}
     try:
-        if kind == "jsonl":
-            rows = importing.read_jsonl(path)
-        elif kind == "perucompras-csv":
-            rows = importing.read_perucompras_csv(path, encoding=encoding)
-        else:
-            rows = _ocds_rows(path, pointers)
+        rows = importing.read_rows(path, kind, encoding=encoding)
         engine = make_engine(settings.database_url, pool_size=2)
         progress = Progress(
             SpinnerColumn(),
@@ -659,9 +657,6 @@ def import_command(
             "(rows already committed stay; run the import again to finish)"
         )
     data = report.to_dict()
-    if pointers:
-        for problem in data["problems"]:
-            problem["pointer"] = pointers.get(problem["line"])
     if as_json:
         _print_json({"file": str(path), "format": kind, **data})
     else:
@@ -676,18 +671,6 @@ def import_command(
             f"{data['invalid']} invalid"
         )
     raise typer.Exit(0 if not data["problems"] else 1)
-
-
-def _ocds_rows(path: Path, pointers: dict[int, str]) -> Any:
-    """OCDS contracts as import rows; each row's number maps back to its JSON pointer."""
-    from app.opendata.importing import SourceRow
-    from app.opendata.ocds_in import orders_from_ocds
-    from ledger.canonical import parse_json_strict
-
-    package = parse_json_strict(path.read_bytes())
-    for number, item in enumerate(orders_from_ocds(package), start=1):
-        pointers[number] = item.pointer
-        yield SourceRow(line=number, order=item.order, error=item.problem)
 
 
 @app.command("export")

@@ -1,7 +1,8 @@
 """Bulk import of purchase orders from files (DESIGN §5, ``ancla import``).
 
 Readers turn a file into :class:`SourceRow`\\ s -- one per order, each with the
-physical line it starts on -- and :func:`import_rows` validates and records
+physical line it starts on (an OCDS package: one per contract, numbered, with
+its JSON pointer) -- and :func:`import_rows` validates and records
 them in chunks through the same :func:`app.services.ingest.record_orders` the
 API uses, so an imported order is hashed exactly as if an agency had POSTed
 it, and a re-import records nothing twice.
@@ -32,6 +33,7 @@ from typing import IO, Any, Final, Literal
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.opendata.ocds_in import orders_from_ocds
 from app.records.purchase_order import SCHEMA, PurchaseOrder
 from app.services.ingest import record_orders, validation_errors
 from ledger.canonical import parse_json_strict
@@ -48,7 +50,9 @@ __all__ = [
     "detect_format",
     "import_rows",
     "read_jsonl",
+    "read_ocds",
     "read_perucompras_csv",
+    "read_rows",
 ]
 
 Format = Literal["jsonl", "perucompras-csv", "ocds"]
@@ -63,12 +67,20 @@ class SourceRow:
     """One order read from a file: the JSON to validate, or why it could not be read.
 
     ``line`` is the physical line the row starts on (the first line is 1; in a
-    CSV that is the header).
+    CSV that is the header). A row of an OCDS package has no line of its own:
+    ``line`` numbers the package's contracts (from 1) and ``pointer`` is the
+    JSON pointer (RFC 6901) of the contract, or of the release or record the
+    problem is in.
     """
 
     line: int
     order: dict[str, Any] | None
     error: str | None = None
+    pointer: str | None = None
+
+    def problem(self, kind: Literal["invalid", "conflict"], reason: str) -> RowProblem:
+        """A problem with this row, reported where the row is."""
+        return RowProblem(self.line, kind, reason, self.pointer)
 
 
 @dataclass(frozen=True)
@@ -76,9 +88,13 @@ class RowProblem:
     line: int
     kind: Literal["invalid", "conflict"]
     reason: str
+    pointer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "kind": self.kind, "reason": self.reason}
+        problem: dict[str, Any] = {"line": self.line, "kind": self.kind, "reason": self.reason}
+        if self.pointer is not None:
+            problem["pointer"] = self.pointer
+        return problem
 
 
 @dataclass
@@ -534,6 +550,37 @@ def _order_from_cells(cells: Mapping[str, str]) -> dict[str, Any]:
     return order
 
 
+# --- OCDS packages ---------------------------------------------------------------------
+
+
+def read_ocds(path: Path) -> Iterator[SourceRow]:
+    """The contracts of an OCDS release or record package, one row each.
+
+    The package is parsed whole with :func:`ledger.canonical.parse_json_strict`
+    and mapped by :func:`app.opendata.ocds_in.orders_from_ocds`: every contract
+    (and every release or record that yields none) is a row, numbered from 1,
+    with its JSON pointer and, when it cannot be an order, the reason.
+    """
+    package = parse_json_strict(path.read_bytes())
+    for number, item in enumerate(orders_from_ocds(package), start=1):
+        yield SourceRow(number, item.order, item.problem, item.pointer)
+
+
+def read_rows(
+    path: Path, file_format: Format, *, encoding: str | None = None
+) -> Iterator[SourceRow]:
+    """The rows of ``path`` read as ``file_format``, lazily (nothing is read before the first).
+
+    ``encoding`` is the Perú Compras report's (detected when not given); the
+    other formats are UTF-8.
+    """
+    if file_format == "jsonl":
+        return read_jsonl(path)
+    if file_format == "perucompras-csv":
+        return read_perucompras_csv(path, encoding=encoding)
+    return read_ocds(path)
+
+
 # --- Recording --------------------------------------------------------------------------
 
 
@@ -563,20 +610,20 @@ def import_rows(
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     report = ImportReport()
     processed = 0
-    pending: list[tuple[int, PurchaseOrder]] = []
+    pending: list[tuple[SourceRow, PurchaseOrder]] = []
     in_chunk = 0
     for row in rows:
         processed += 1
         in_chunk += 1
         if row.error is not None or row.order is None:
             report.invalid += 1
-            report.problems.append(RowProblem(row.line, "invalid", row.error or "no order"))
+            report.problems.append(row.problem("invalid", row.error or "no order"))
         else:
             try:
-                pending.append((row.line, PurchaseOrder.model_validate(row.order)))
+                pending.append((row, PurchaseOrder.model_validate(row.order)))
             except ValidationError as exc:
                 report.invalid += 1
-                report.problems.append(RowProblem(row.line, "invalid", _reason(exc)))
+                report.problems.append(row.problem("invalid", _reason(exc)))
         if in_chunk >= chunk_size:
             _record_chunk(session_factory, source, pending, report)
             pending, in_chunk = [], 0
@@ -594,7 +641,7 @@ def import_rows(
 def _record_chunk(
     session_factory: Callable[[], Session],
     source: str,
-    pending: list[tuple[int, PurchaseOrder]],
+    pending: list[tuple[SourceRow, PurchaseOrder]],
     report: ImportReport,
 ) -> None:
     if not pending:
@@ -607,17 +654,17 @@ def _record_chunk(
             source=source,
         )
     for result in results:
-        line = pending[result.index][0]
+        row = pending[result.index][0]
         if result.outcome == "created":
             report.created += 1
         elif result.outcome == "exists":
             report.existing += 1
         elif result.outcome == "conflict":
             report.conflicts += 1
-            report.problems.append(RowProblem(line, "conflict", result.detail or "conflict"))
+            report.problems.append(row.problem("conflict", result.detail or "conflict"))
         else:  # pragma: no cover - record_orders gives only the above without an agency
             report.invalid += 1
-            report.problems.append(RowProblem(line, "invalid", result.detail or result.outcome))
+            report.problems.append(row.problem("invalid", result.detail or result.outcome))
 
 
 # --- Format detection -------------------------------------------------------------------

@@ -30,6 +30,7 @@ from app.opendata.importing import (
     import_rows,
     read_jsonl,
     read_perucompras_csv,
+    read_rows,
 )
 from app.records.purchase_order import PurchaseOrder
 from ledger import record_hash
@@ -724,3 +725,38 @@ def test_row_problem_to_dict() -> None:
         "kind": "conflict",
         "reason": "x",
     }
+
+
+# -- OCDS packages and read_rows ---------------------------------------------------------
+
+
+def test_rows_of_an_ocds_package_carry_their_json_pointer(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps({"releases": [{"ocid": "ocds-abc123-1", "tag": ["tender"]}, "x"]}))
+    rows = list(read_rows(path, "ocds"))
+    assert [(row.line, row.pointer, row.order) for row in rows] == [
+        (1, "/releases/0", None),
+        (2, "/releases/1", None),
+    ]
+    assert rows[1].error == "release is a string, not an object"
+    report = import_rows(session_factory=session_factory, rows=rows, source="import:package.json")
+    assert [p["pointer"] for p in report.to_dict()["problems"]] == ["/releases/0", "/releases/1"]
+
+    # A conflict is reported where its row is, too.
+    recorded = SourceRow(1, ORDER_1, None, "/releases/0/contracts/0")
+    import_rows(session_factory=session_factory, rows=[recorded], source="x")
+    changed = SourceRow(1, {**ORDER_1, "status": "ANULADA"}, None, "/releases/3/contracts/1")
+    report = import_rows(session_factory=session_factory, rows=[changed], source="x")
+    assert [(p.kind, p.pointer) for p in report.problems] == [
+        ("conflict", "/releases/3/contracts/1")
+    ]
+
+
+def test_read_rows_reads_each_format_with_its_reader() -> None:
+    assert list(read_rows(ORDERS_JSONL, "jsonl")) == list(read_jsonl(ORDERS_JSONL))
+    assert list(read_rows(REPORT, "perucompras-csv", encoding="cp1252")) == list(
+        read_perucompras_csv(REPORT)
+    )
+    assert all(row.pointer is None for row in read_rows(REPORT, "perucompras-csv"))

@@ -696,9 +696,10 @@ def export_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.opendata import export, packages
+    from app.opendata import export
+    from app.opendata.packages import EmptyPackage
 
-    if file_format not in ("ocds", "ocds-record", "csv"):
+    if file_format not in export.EXPORT_FORMATS:
         _fail(f"--format must be ocds, ocds-record or csv, not {file_format!r}")
     if buyer is not None and not (len(buyer) == 11 and buyer.isdigit()):
         _fail(f"--buyer must be an 11-digit RUC, got {buyer!r}")
@@ -713,23 +714,17 @@ def export_command(
                 else open(sys.stdout.fileno(), "w", encoding="utf-8", newline="", closefd=False)
             )
             with target:
-                if file_format == "csv":
-                    count = export.write_csv(target, session=session, buyer=buyer, since=since_utc)
-                else:
-                    base = base_url.rstrip("/")
-                    releases = export.export_releases(
-                        session=session, buyer=buyer, since=since_utc, base_url=base
-                    )
-                    writer = (
-                        packages.write_release_package
-                        if file_format == "ocds"
-                        else packages.write_record_package
-                    )
-                    info = packages.export_package_info(base_url=base, uri=f"{base}/v1/export/ocds")
-                    count = writer(target, releases, info)
+                count = export.write_export(
+                    target,
+                    session=session,
+                    format=file_format,
+                    buyer=buyer,
+                    since=since_utc,
+                    base_url=base_url,
+                )
     except OSError as exc:
         _fail(f"cannot write {output}: {exc}")
-    except packages.EmptyPackage:
+    except EmptyPackage:
         _fail("no recorded orders match; an OCDS package cannot be empty", 1)
     except SQLAlchemyError as exc:
         _fail(f"database error: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep
 from app.errors import NotFound
-from app.opendata import export, mapping, packages
+from app.opendata import export, mapping
+from app.opendata.packages import EmptyPackage
 
 router = APIRouter(tags=["open data"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -50,26 +51,23 @@ def export_ocds(
 ) -> StreamingResponse:
     """Each order is a contract; Ancla's record hash and receipt URL ride along in the
     documented `ancla` extension (see `/ocds/extension/extension.json`)."""
-    base = str(request.base_url).rstrip("/")
-    releases = export.export_releases(
-        session=session, buyer=buyer, since=_since(since), base_url=base
-    )
-    spool, text = _spool()
-    info = packages.export_package_info(
-        base_url=base, uri=str(request.url), publisher_name=PUBLISHER
-    )
-    writer = (
-        packages.write_release_package if package == "release" else packages.write_record_package
-    )
     try:
-        writer(text, releases, info)
-    except packages.EmptyPackage:
-        spool.close()
+        return _spooled(
+            "application/json",
+            lambda fp: export.write_export(
+                fp,
+                session=session,
+                format="ocds" if package == "release" else "ocds-record",
+                buyer=buyer,
+                since=_since(since),
+                base_url=str(request.base_url),
+                uri=str(request.url),
+                publisher_name=PUBLISHER,
+            ),
+        )
+    except EmptyPackage:
         # OCDS packages hold at least one release; there is nothing to publish.
         raise NotFound("no recorded orders match; an OCDS package cannot be empty") from None
-    text.flush()
-    text.detach()
-    return StreamingResponse(_stream(spool), media_type="application/json")
 
 
 @router.get(
@@ -82,11 +80,12 @@ def export_csv(
     buyer: Annotated[str | None, Query(pattern=r"^\d{11}$")] = None,
     since: Annotated[date | None, Query(description="Orders issued since (UTC date)")] = None,
 ) -> StreamingResponse:
-    spool, text = _spool()
-    export.write_csv(text, session=session, buyer=buyer, since=_since(since))
-    text.flush()
-    text.detach()
-    return StreamingResponse(_stream(spool), media_type="text/csv; charset=utf-8")
+    return _spooled(
+        "text/csv; charset=utf-8",
+        lambda fp: export.write_export(
+            fp, session=session, format="csv", buyer=buyer, since=_since(since)
+        ),
+    )
 
 
 @router.get("/ocds/extension/{name}", summary="Ancla's OCDS extension files")
@@ -100,7 +99,20 @@ def extension_file(name: str, request: Request) -> Any:
     return FileResponse(path, media_type=media)
 
 
-def _spool() -> tuple[Any, io.TextIOWrapper]:
-    """A temporary file (in memory, then on disk) and a UTF-8 text view of it."""
+def _spooled(media_type: str, write: Callable[[IO[str]], object]) -> StreamingResponse:
+    """What ``write`` writes (an export), as a response.
+
+    It is written whole into a temporary file (in memory, then on disk) while
+    the request's session is open, then streamed from there; the file is
+    closed if writing fails.
+    """
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+b")  # noqa: SIM115
-    return spool, io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    try:
+        write(text)
+        text.flush()
+        text.detach()
+    except BaseException:
+        spool.close()
+        raise
+    return StreamingResponse(_stream(spool), media_type=media_type)

@@ -5,6 +5,9 @@ would serve for it (:func:`_stored_orders`, the one query), and become OCDS
 releases (:func:`app.opendata.mapping.release_for`) or CSV rows
 (:data:`CSV_COLUMNS`). Reading is streamed with ``yield_per``: nothing holds
 the whole ledger in memory.
+
+:func:`write_export` is the one place that picks the writer for a format:
+``ancla export`` and the export routes both call it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import csv
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +24,11 @@ from sqlalchemy.orm import Session
 from app.errors import IntegrityFailure
 from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
 from app.opendata.mapping import DEFAULT_OCID_PREFIX, AnchorProof, JsonObject, release_for
+from app.opendata.packages import (
+    export_package_info,
+    write_record_package,
+    write_release_package,
+)
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
 from app.services.receipts import receipt_from_rows, with_batch
 from ledger.canonical import hash_canonical, parse_record
@@ -28,12 +36,20 @@ from ledger.receipt import Receipt
 
 __all__ = [
     "CSV_COLUMNS",
+    "EXPORT_FORMATS",
+    "ExportFormat",
     "csv_row",
     "csv_rows",
     "export_csv",
     "export_releases",
     "write_csv",
+    "write_export",
 ]
+
+# What `ancla export --format` and the export routes write: an OCDS release
+# package, an OCDS record package, or CSV.
+ExportFormat = Literal["ocds", "ocds-record", "csv"]
+EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("ocds", "ocds-record", "csv")
 
 # One row per order; the public interface of `ancla export --format csv`.
 CSV_COLUMNS: Final = (
@@ -179,3 +195,47 @@ def write_csv(
 ) -> int:
     """Stream the recorded purchase orders to ``fp`` as CSV; returns the number of rows."""
     return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since))
+
+
+# --- Out: one export, whatever its format ----------------------------------------------------
+
+
+def write_export(
+    fp: IO[str],
+    *,
+    session: Session,
+    format: ExportFormat,
+    buyer: str | None = None,
+    since: datetime | None = None,
+    base_url: str = "",
+    uri: str | None = None,
+    publisher_name: str = "Ancla",
+) -> int:
+    """Write the recorded purchase orders to ``fp`` in ``format``; returns how many.
+
+    ``"ocds"`` is a release package, ``"ocds-record"`` a record package (one
+    record per ocid, releases embedded), ``"csv"`` one row per order
+    (:data:`CSV_COLUMNS`). ``buyer`` and ``since`` filter as in
+    :func:`export_releases`; ``base_url`` is the service's public URL (the
+    proof and extension URLs start with it), ``uri`` the package's own URL
+    (default ``<base_url>/v1/export/ocds``) and ``publisher_name`` its publisher.
+
+    A package raises :class:`app.opendata.packages.EmptyPackage` before
+    writing anything when no order matches (an OCDS package holds at least
+    one release); a CSV of no orders is its header alone. Open ``fp`` with
+    ``newline=""`` (the CSV writer writes CRLF itself).
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+    if format == "csv":
+        return write_csv(fp, session=session, buyer=buyer, since=since)
+    base = base_url.rstrip("/")
+    releases = export_releases(session=session, buyer=buyer, since=since, base_url=base)
+    info = export_package_info(
+        base_url=base,
+        uri=uri if uri is not None else f"{base}/v1/export/ocds",
+        publisher_name=publisher_name,
+    )
+    if format == "ocds":
+        return write_release_package(fp, releases, info)
+    return write_record_package(fp, releases, info)

@@ -382,6 +382,53 @@ def test_streamed_packages_equal_the_in_memory_ones(
 
 @pytest.mark.db
 @pytest.mark.chain
+def test_write_export_writes_each_format_with_its_writer(
+    runtime: Runtime, ledger: dict[str, str]
+) -> None:
+    releases = releases_of(runtime)
+
+    def written(file_format: str, **options: Any) -> tuple[int, str]:
+        out = io.StringIO(newline="")
+        with runtime.session_factory() as session:
+            count = export.write_export(
+                out, session=session, format=file_format, base_url=BASE_URL, **options
+            )
+        return count, out.getvalue()
+
+    def head(text: str, uri: str, publisher_name: str) -> packages.PackageInfo:
+        # The one part of an export that is not the ledger's: when it was made.
+        return packages.PackageInfo(
+            uri=uri,
+            published_date=datetime.fromisoformat(json.loads(text)["publishedDate"]),
+            publisher_name=publisher_name,
+            extension_url=mapping.extension_url(BASE_URL),
+        )
+
+    count, text = written("ocds", uri=PACKAGE.uri, publisher_name="Ancla (tests)")
+    info = head(text, PACKAGE.uri, "Ancla (tests)")
+    assert count == len(ledger)
+    assert text == json.dumps(packages.release_package(releases, info), ensure_ascii=False)
+
+    count, text = written("ocds-record")  # the package's uri and publisher by default
+    info = head(text, "https://ancla.example/v1/export/ocds", "Ancla")
+    assert count == len(ledger)
+    assert text == json.dumps(packages.record_package(releases, info), ensure_ascii=False)
+
+    with runtime.session_factory() as session:
+        out = io.StringIO(newline="")
+        export.write_csv(out, session=session)
+    assert written("csv") == (len(ledger), out.getvalue())
+
+    # No order of that buyer: no package (OCDS has no empty one), a CSV of its header.
+    with pytest.raises(packages.EmptyPackage):
+        written("ocds", buyer="20100070970")
+    assert written("csv", buyer="20100070970") == (0, ",".join(export.CSV_COLUMNS) + "\r\n")
+    with pytest.raises(ValueError, match="format must be one of ocds, ocds-record, csv, not 'xml'"):
+        written("xml")
+
+
+@pytest.mark.db
+@pytest.mark.chain
 def test_csv_export(runtime: Runtime, ledger: dict[str, str]) -> None:
     with runtime.session_factory() as session:
         out = io.StringIO(newline="")

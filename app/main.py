@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import export, ops, orders, problems, public
+from app.api import events, export, ops, orders, problems, public
 from app.api.middleware import RequestContextMiddleware
 from app.api.strict_json import StrictJSONMiddleware
 from app.db import is_sqlite
@@ -48,6 +48,7 @@ def create_app(
     )
     app.state.runtime = runtime
     problems.install(app)
+    app.include_router(events.router)
     app.include_router(orders.router)
     app.include_router(public.router)
     app.include_router(export.router)

@@ -318,6 +318,19 @@ class BatchEntry(Base):
     proof: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class RecordDocument(Base):
+    """A file a record binds, by the SHA-256 of its bytes (``GET /v1/documents/{sha256}``).
+
+    Written with the record (its schema says which digests it binds:
+    app.records.registry.RecordSchema.documents) and never again.
+    """
+
+    __tablename__ = "record_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
+
+
 # The one row of chain_target.
 CHAIN_TARGET_ID = 1
 

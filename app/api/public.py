@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import ReadSessionDep, RuntimeDep, SessionDep
 from app.api.strict_json import ParsedJSONRoute
 from app.services.batches import batch_view, get_batch, get_batch_tree, list_batches
+from app.services.documents import records_binding
 from app.services.receipts import get_receipt, get_record_bytes, verify
 
 router = APIRouter(tags=["public"], route_class=ParsedJSONRoute)
@@ -102,3 +103,17 @@ def batch(batch_id: BatchId, session: SessionDep) -> dict[str, Any]:
 def batch_tree(batch_id: BatchId, session: SessionDep) -> dict[str, Any]:
     """Load it with `StandardMerkleTree.load(dump)` from @openzeppelin/merkle-tree."""
     return get_batch_tree(session=session, batch_id=batch_id)
+
+
+@router.get(
+    "/v1/documents/{sha256}",
+    summary="Every record that binds a file, by the SHA-256 of its bytes",
+    responses={422: PROBLEM},
+)
+async def documents(
+    sha256: Annotated[str, Path(description="64 lowercase hex digits", examples=["ab" * 32])],
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Order documents and `document` events (and the documents of other events) whose
+    digest is this one; `records` is empty when none binds it."""
+    return await run_in_threadpool(runtime.read, records_binding, sha256=sha256)

@@ -3,7 +3,7 @@
 Readers turn a file into :class:`SourceRow`\\ s -- one per order, each with the
 physical line it starts on (an OCDS package: one per contract, numbered, with
 its JSON pointer) -- and :func:`import_rows` validates and records
-them in chunks through the same :func:`app.services.ingest.record_orders` the
+them in chunks through the same :func:`app.services.ingest.record_items` the
 API uses, so an imported order is hashed exactly as if an agency had POSTed
 it, and a re-import records nothing twice.
 
@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 
 from app.opendata.ocds_in import orders_from_ocds
 from app.records.purchase_order import SCHEMA, PurchaseOrder
-from app.services.ingest import record_orders, validation_errors
+from app.records.vocabulary import json_kind
+from app.services.ingest import record_items, validation_errors
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError
 
@@ -192,22 +193,10 @@ def read_jsonl(path: Path) -> Iterator[SourceRow]:
                 continue
             if not isinstance(value, dict):
                 yield SourceRow(
-                    number, None, f"each line must be one JSON object, not {_json_kind(value)}"
+                    number, None, f"each line must be one JSON object, not {json_kind(value)}"
                 )
                 continue
             yield SourceRow(number, value)
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array"
 
 
 # --- Perú Compras' monthly report (ReportePCBienesYYYYMM.csv) -------------------------
@@ -647,10 +636,11 @@ def _record_chunk(
     if not pending:
         return
     with session_factory() as session:
-        results = record_orders(
+        results = record_items(
             session=session,
             agency=None,
-            orders=[order for _, order in pending],
+            schema=SCHEMA,
+            items=[order for _, order in pending],
             source=source,
         )
     for result in results:
@@ -662,7 +652,7 @@ def _record_chunk(
         elif result.outcome == "conflict":
             report.conflicts += 1
             report.problems.append(row.problem("conflict", result.detail or "conflict"))
-        else:  # pragma: no cover - record_orders gives only the above without an agency
+        else:  # pragma: no cover - record_items gives only the above without an agency
             report.invalid += 1
             report.problems.append(row.problem("invalid", result.detail or result.outcome))
 

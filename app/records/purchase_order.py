@@ -519,6 +519,12 @@ def _describe(columns: RecordColumns) -> str:
     return f"order {columns.order_number} of buyer {columns.buyer_ruc}"
 
 
+def order_documents(record: Mapping[str, Any]) -> list[str]:
+    """The digests of the files the order binds (its documents' sha256)."""
+    documents = record["purchase_order"].get("documents", ())
+    return [document["sha256"] for document in documents if "sha256" in document]
+
+
 SCHEMA: Final = register(
     RecordSchema(
         name=PURCHASE_ORDER_SCHEMA,
@@ -528,5 +534,6 @@ SCHEMA: Final = register(
         columns=order_columns,
         describe=_describe,
         whole="(order)",
+        documents=order_documents,
     )
 )

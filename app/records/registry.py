@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 __all__ = [
     "QUERY_COLUMNS",
+    "ChainRefusal",
+    "ChainRule",
     "RecordColumns",
     "RecordSchema",
     "UnknownSchema",
@@ -78,6 +80,44 @@ class UnknownSchema(LookupError):
     """A record names a schema no module here registered."""
 
 
+class ChainRefusal(Exception):
+    """A chain's rules refuse a record that would extend it.
+
+    ``outcome`` is how ingest answers: "conflict" (409: the chain is not
+    where the record says, or is closed) or "invalid" (422: the record
+    breaks a rule of the chain, e.g. a payment above the order's total).
+    """
+
+    def __init__(self, outcome: Literal["conflict", "invalid"], detail: str) -> None:
+        super().__init__(detail)
+        self.outcome: Literal["conflict", "invalid"] = outcome
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """Records of a schema that extend a hash chain (an order's history).
+
+    A chain starts at one record of ``root_schema`` (its root, found by its
+    identity) and grows one record at a time, each naming the chain's head
+    when it was written in its ``prev_hash`` column. A chained record's
+    identity IS its prev hash: the unique index on (schema, identity) then
+    lets every record have one successor at most, so a chain never forks,
+    whoever races to extend it. ``start`` and ``fold`` are pure: the state
+    of the chain after its root, and after one more record (raising
+    ChainRefusal when the chain's rules refuse it); ingest, the order view
+    and the audit all fold the same way.
+    """
+
+    root_schema: str
+    # The identity of the chain's root, from a chained record's columns.
+    root_identity: Callable[[RecordColumns], str]
+    start: Callable[[str, Mapping[str, Any]], Any]
+    fold: Callable[[Any, str, Mapping[str, Any]], Any]
+    # A state's head's position in its chain (the root is 0).
+    position: Callable[[Any], int]
+
+
 @dataclass(frozen=True)
 class RecordSchema:
     """One record schema, as the generic parts see it."""
@@ -99,6 +139,11 @@ class RecordSchema:
     # The "field" of a validation error about the record as a whole (a rule
     # across several fields), e.g. "(order)".
     whole: str = "(record)"
+    # Set for records that extend a chain (ChainRule); None for records that stand alone.
+    chain: ChainRule | None = None
+    # The SHA-256 digests of the files a record binds (its documents), for
+    # GET /v1/documents/{sha256}.
+    documents: Callable[[Mapping[str, Any]], list[str]] = lambda record: []
 
 
 _SCHEMAS: dict[str, RecordSchema] = {}

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, cast
 
 import psycopg
 from pydantic import ValidationError
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, bindparam, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -35,8 +35,17 @@ from app.db import (
     sqlite_multirow_inserts,
 )
 from app.metrics import RECORDS_ACCEPTED, RECORDS_REJECTED
-from app.models import Record, decimal_text, utcnow
-from app.records.registry import QUERY_COLUMNS, RecordColumns, RecordSchema, ValidRecord
+from app.models import Hash32, Record, decimal_text, utcnow
+from app.records.registry import (
+    QUERY_COLUMNS,
+    ChainRefusal,
+    ChainRule,
+    RecordColumns,
+    RecordSchema,
+    ValidRecord,
+    schema_named,
+)
+from app.services.chains import Chain, load_chains, stored_hashes
 from ledger.canonical import canonical_bytes, hash_canonical
 from ledger.hashing import to_hex
 
@@ -45,13 +54,14 @@ MAX_BULK_ITEMS = 10_000
 # Rows per IN (...) lookup; keeps every query under SQLite's variable limit.
 _LOOKUP_CHUNK = 500
 
-Outcome = Literal["created", "exists", "conflict", "invalid", "forbidden"]
+Outcome = Literal["created", "exists", "conflict", "invalid", "forbidden", "not_found"]
 HTTP_STATUS: dict[Outcome, int] = {
     "created": 202,
     "exists": 200,
     "conflict": 409,
     "invalid": 422,
     "forbidden": 403,
+    "not_found": 404,
 }
 
 
@@ -74,6 +84,10 @@ class ItemResult:
     detail: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     existing_hash: str | None = None
+    # A chained record refused because its prev is not the chain's head: the head.
+    head: str | None = None
+    # A chained record's position in its chain (the root is 0), once admitted.
+    seq: int | None = None
 
     @property
     def status(self) -> int:
@@ -91,6 +105,10 @@ class ItemResult:
             data["errors"] = self.errors
         if self.existing_hash is not None:
             data["existing_hash"] = self.existing_hash
+        if self.head is not None:
+            data["head"] = self.head
+        if self.seq is not None:
+            data["seq"] = self.seq
         return data
 
 
@@ -116,12 +134,17 @@ class Prepared:
 
     index: int
     schema: RecordSchema
+    record: dict[str, Any]
     columns: RecordColumns
     canonical: bytes
     hash: str
     agency_id: int | None
     source: str
     results: list[ItemResult | None]
+    # The digests of the files it binds (RecordSchema.documents).
+    documents: list[str] = field(default_factory=list)
+    # A chained record's position in its chain, once admitted (admit_chained).
+    seq: int | None = None
 
 
 def _row(prepared: Prepared, now: Any) -> tuple[Any, ...]:
@@ -185,12 +208,14 @@ def prepare_items(
             Prepared(
                 index,
                 schema,
+                record,
                 columns,
                 canonical,
                 hash_canonical(canonical),
                 agency_id,
                 source,
                 results,
+                documents=schema.documents(record),
             )
         )
     return results, prepared
@@ -207,18 +232,112 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
     rows = [_row(item, now) for item in candidates]
     dialect = session.get_bind().dialect
     sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
+    chained = any(item.schema.chain is not None for item in prepared)
     with serialized_writes(session):
         # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
         # here but per-statement overhead (measured under load: a third of the CPU).
         connection = session.connection()
+        if chained:
+            # Records that extend a chain are judged against the chain as it
+            # is now, inside the write lock; the refused ones are not stored.
+            refused = admit_chained(connection, prepared)
+            if refused:
+                prepared = [item for item in prepared if id(item) not in refused]
+                candidates = [item for item in candidates if id(item) not in refused]
+                rows = [_row(item, now) for item in candidates]
+                sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
         if dialect.name == "postgresql":
             created = _insert_new_postgresql(connection, rows, candidates)
         else:
             created = _insert_new_sqlite(connection, rows, candidates, sqlite_inserts)
+        _bind_documents(connection, [item for item in candidates if item.hash in created])
         rest = [item for item in prepared if item.hash not in created]
         existing, taken = _lookup(connection, rest)
         session.commit()
     _judge(prepared, candidates, created, existing, taken)
+
+
+_BIND_DOCUMENT = text(
+    "INSERT INTO record_documents (sha256, record_id) SELECT :sha256, id FROM records"
+    " WHERE hash = :hash"
+).bindparams(bindparam("hash", type_=Hash32()))
+
+
+def _bind_documents(connection: Connection, created: Sequence[Prepared]) -> None:
+    """The digests each new record binds, for GET /v1/documents/{sha256} (few
+    records bind a digest: most orders' documents are links without one)."""
+    rows = [
+        {"sha256": digest, "hash": item.hash}
+        for item in created
+        for digest in sorted(set(item.documents))
+    ]
+    if rows:
+        connection.execute(_BIND_DOCUMENT, rows)
+
+
+def admit_chained(connection: Connection, prepared: Sequence[Prepared]) -> set[int]:
+    """Judge the records that extend a chain (app.records.registry.ChainRule), in
+    order, against their chains as stored and as extended by the items before
+    them; write the outcome of each refused one and return their ``id()``.
+
+    A record already stored (an identical one sent again) is left to the
+    ordinary path, which answers "exists". An accepted record becomes its
+    chain's head for the items after it, so a bulk may chain its own items.
+    """
+    items = [item for item in prepared if item.schema.chain is not None]
+    stored = stored_hashes(connection, [item.hash for item in items])
+    roots: dict[tuple[str, str], RecordSchema] = {}
+    for item in items:
+        rule = cast(ChainRule, item.schema.chain)
+        roots[(rule.root_schema, rule.root_identity(item.columns))] = item.schema
+    chains = load_chains(connection, roots)
+    refused: set[int] = set()
+    seen = set(stored)
+    for item in items:
+        if item.hash in seen:
+            continue
+        rule = cast(ChainRule, item.schema.chain)
+        key = (rule.root_schema, rule.root_identity(item.columns))
+        chain = chains[key]
+        outcome: ItemResult | None = None
+        if chain.broken is not None:
+            outcome = ItemResult(
+                item.index,
+                "conflict",
+                item.hash,
+                item.columns.order_number,
+                detail=f"the recorded history breaks its rules {chain.broken}; nothing is "
+                "appended to it until an operator has looked (`ancla verify`)",
+            )
+        elif chain.state is None:
+            root = schema_named(rule.root_schema)
+            outcome = ItemResult(
+                item.index,
+                "not_found",
+                order_number=item.columns.order_number,
+                detail=f"{root.describe(item.columns)} is not recorded: there is no "
+                f"{root.noun} to append to",
+            )
+        else:
+            try:
+                state = rule.fold(chain.state, item.hash, item.record)
+            except ChainRefusal as refusal:
+                outcome = ItemResult(
+                    item.index,
+                    refusal.outcome,
+                    item.hash,
+                    item.columns.order_number,
+                    detail=refusal.detail,
+                    head=chain.head if refusal.outcome == "conflict" else None,
+                )
+            else:
+                chains[key] = Chain(state=state, head=item.hash)
+                seen.add(item.hash)
+                item.seq = rule.position(state)
+        if outcome is not None:
+            item.results[item.index] = outcome
+            refused.add(id(item))
+    return refused
 
 
 def count_outcomes(results: Iterable[ItemResult | None]) -> list[ItemResult]:
@@ -462,9 +581,22 @@ def _judge(
         number = item.columns.order_number
         key = _identity(item)
         if id(item) in inserted:
-            item.results[item.index] = ItemResult(item.index, "created", item.hash, number)
+            item.results[item.index] = ItemResult(
+                item.index, "created", item.hash, number, seq=item.seq
+            )
         elif item.hash in created or item.hash in existing:
             item.results[item.index] = ItemResult(item.index, "exists", item.hash, number)
+        elif key is not None and key in taken and item.schema.chain is not None:
+            # Another writer extended the chain from the same record first.
+            item.results[item.index] = ItemResult(
+                item.index,
+                "conflict",
+                item.hash,
+                number,
+                detail=f"prev {item.columns.prev_hash} is no longer the head: record "
+                f"{taken[key]} follows it (fetch the order, then append to its head)",
+                head=taken[key],
+            )
         elif key is not None and key in taken:
             item.results[item.index] = ItemResult(
                 item.index,
@@ -485,9 +617,7 @@ def _lookup(
     """Which of the items' hashes are stored, and the stored hash of each of
     their schema + identity."""
     records = cast(Table, Record.__table__)
-    existing: set[str] = set()
-    for chunk in _chunks(sorted({item.hash for item in items})):
-        existing.update(connection.scalars(select(records.c.hash).where(records.c.hash.in_(chunk))))
+    existing = stored_hashes(connection, [item.hash for item in items])
     taken: dict[tuple[str, str], str] = {}
     by_schema: dict[str, set[str]] = {}
     for item in items:

@@ -18,8 +18,10 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from app.errors import InvalidInput, NotFound
-from app.models import CHAIN_TARGET_ID, Batch, ChainTarget, Record
+from app.models import Batch, Record
+from app.records.order_event import ORDER_EVENT_SCHEMA, OrderState, apply_event, start_order
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, order_identity
+from app.records.registry import ChainRefusal
 from app.services.receipts import chain_target, public_status, with_batch
 from ledger.canonical import parse_json_strict
 
@@ -167,37 +169,95 @@ def list_records(
     }
 
 
+def _history_entry(
+    seq: int, record: Record, parsed: dict[str, Any], status: str, batch: Batch | None
+) -> dict[str, Any]:
+    if record.schema == PURCHASE_ORDER_SCHEMA:
+        kind, occurred_at, prev = "issued", parsed["purchase_order"]["issued_at"], None
+    else:
+        kind, occurred_at = parsed["event"]["type"], parsed["event"]["occurred_at"]
+        prev = parsed["prev"]
+    return {
+        "seq": seq,
+        "hash": record.hash,
+        "schema": record.schema,
+        "type": kind,
+        "occurred_at": occurred_at,
+        "prev": prev,
+        "status": status,
+        "accepted_at": record.accepted_at.isoformat(),
+        "batch_id": batch.id if batch is not None else None,
+        **links(record.hash),
+    }
+
+
 def get_order(
     *, session: Session, buyer_ruc: str, order_number: str, genesis: str | None
 ) -> dict[str, Any]:
-    """One purchase order as recorded, its hash, public status and history."""
-    rows = session.execute(
-        with_batch(select(Record, Batch, ChainTarget))
-        .outerjoin(ChainTarget, ChainTarget.id == CHAIN_TARGET_ID)
-        .where(
+    """One purchase order: as issued, as it stands now, its head and its history.
+
+    The history is read from the order's record along the hash chain (each
+    event's identity is its prev, app.records.order_event) and folded with
+    the same rules ingest applies, so the state shown is the state new
+    events are judged against.
+    """
+    target = chain_target(session)
+    query = with_batch(select(Record, Batch)).order_by(Record.id)
+    found = session.execute(
+        query.where(
             Record.schema == PURCHASE_ORDER_SCHEMA,
             Record.identity == order_identity(buyer_ruc, order_number),
         )
-        .order_by(Record.id)
-    ).all()
-    if not rows:
+    ).first()
+    if found is None:
         raise NotFound(f"no purchase order {order_number} of buyer {buyer_ruc}")
-    history = [
-        {
-            "hash": record.hash,
-            "schema": record.schema,
-            "status": public_status(batch, target, genesis=genesis),
-            "accepted_at": record.accepted_at.isoformat(),
-            "batch_id": batch.id if batch is not None else None,
-            **links(record.hash),
-        }
-        for record, batch, target in rows
-    ]
-    first, batch, target = rows[0]
-    record = parse_json_strict(first.canonical)
+    record, batch = found
+    parsed = parse_json_strict(record.canonical)
+    issued = parsed["purchase_order"]
+    state: OrderState = start_order(record.hash, parsed)
+    first_status = public_status(batch, target, genesis=genesis)
+    history = [_history_entry(0, record, parsed, first_status, batch)]
+    broken = None
+    while broken is None:
+        following = session.execute(
+            query.where(Record.schema == ORDER_EVENT_SCHEMA, Record.identity == state.head)
+        ).first()
+        if following is None:
+            break
+        record, batch = following
+        parsed = parse_json_strict(record.canonical)
+        try:
+            state = apply_event(state, record.hash, parsed)
+        except ChainRefusal as refusal:
+            # Shown, not hidden: the stored history breaks its rules here.
+            broken = f"at {record.hash}: {refusal.detail}"
+        status = public_status(batch, target, genesis=genesis)
+        history.append(_history_entry(len(history), record, parsed, status, batch))
     return {
-        "purchase_order": record["purchase_order"],
-        "hash": first.hash,
-        "status": public_status(batch, target, genesis=genesis),
+        "purchase_order": issued,
+        "hash": history[0]["hash"],
+        "status": first_status,
+        "current": state.to_dict(),
+        "head": state.head,
+        "seq": state.seq,
+        "broken": broken,
         "history": history,
     }
+
+
+def position_in_history(
+    *, session: Session, record_hash: str, genesis: str | None
+) -> dict[str, Any]:
+    """Where a stored record stands in its order's history: ``{"seq", "status"}``."""
+    found = session.execute(
+        select(Record.buyer_ruc, Record.order_number).where(Record.hash == record_hash)
+    ).first()
+    if found is None or found.buyer_ruc is None or found.order_number is None:
+        raise NotFound(f"no record with hash {record_hash} in an order's history")
+    order = get_order(
+        session=session, buyer_ruc=found.buyer_ruc, order_number=found.order_number, genesis=genesis
+    )
+    for entry in order["history"]:
+        if entry["hash"] == record_hash:
+            return {"seq": entry["seq"], "status": entry["status"]}
+    raise NotFound(f"record {record_hash} is not in the history of its order")

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from app.opendata.mapping import RUC_SCHEME, JsonObject
 from app.records.purchase_order import SCHEMA, PurchaseOrder, check_ruc
+from app.records.vocabulary import json_kind
 from app.services.ingest import validation_errors
 
 __all__ = ["MissingTax", "OcdsItem", "orders_from_ocds"]
@@ -43,20 +44,6 @@ class OcdsItem(NamedTuple):
     problem: str | None
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object" if isinstance(value, Mapping) else type(value).__name__
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -73,7 +60,7 @@ def _identifier(value: object) -> str | None:
 def _decimal(value: object, where: str) -> Decimal:
     """An OCDS number as an exact Decimal (a float through its shortest repr)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"{where} must be a number, not {_kind(value)}")
+        raise ValueError(f"{where} must be a number, not {json_kind(value)}")
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
@@ -134,7 +121,7 @@ class _Release:
     def organization(self, ref: object, role: str, where: str) -> JsonObject | str:
         """The ``{"ruc", "name"}`` of an organization reference, or why it has none."""
         if not isinstance(ref, Mapping):
-            return f"{role} ({where}) is {_kind(ref)}, not an organization reference"
+            return f"{role} ({where}) is {json_kind(ref)}, not an organization reference"
         ref_id = _identifier(ref.get("id"))
         if ref_id is not None and ref_id in self.parties:
             where, org = self.parties[ref_id]
@@ -254,13 +241,13 @@ def _items(
     if items is None or items == []:
         return None
     if not isinstance(items, list):
-        problems.append(f"{where} is {_kind(items)}, not an array")
+        problems.append(f"{where} is {json_kind(items)}, not an array")
         return None
     mapped: list[JsonObject] = []
     for index, item in enumerate(items):
         at = f"{where}/{index}"
         if not isinstance(item, Mapping):
-            problems.append(f"{at} is {_kind(item)}, not an item")
+            problems.append(f"{at} is {json_kind(item)}, not an item")
             continue
         line: JsonObject = {}
         description = _text(item.get("description"))
@@ -309,13 +296,13 @@ def _documents(documents: object, where: str, problems: list[str]) -> list[JsonO
     if documents is None or documents == []:
         return None
     if not isinstance(documents, list):
-        problems.append(f"{where} is {_kind(documents)}, not an array")
+        problems.append(f"{where} is {json_kind(documents)}, not an array")
         return None
     mapped: list[JsonObject] = []
     for index, document in enumerate(documents):
         at = f"{where}/{index}"
         if not isinstance(document, Mapping):
-            problems.append(f"{at} is {_kind(document)}, not a document")
+            problems.append(f"{at} is {json_kind(document)}, not a document")
             continue
         title, url = _text(document.get("title")), _text(document.get("url"))
         if title is None or url is None:
@@ -332,7 +319,7 @@ def _order_from_contract(
     release: _Release, contract: object, pointer: str, missing_tax: MissingTax
 ) -> OcdsItem:
     if not isinstance(contract, Mapping):
-        return OcdsItem(pointer, None, f"contract is {_kind(contract)}, not an object")
+        return OcdsItem(pointer, None, f"contract is {json_kind(contract)}, not an object")
     problems: list[str] = []
     if isinstance(release.buyer, str):
         problems.append(release.buyer)
@@ -402,7 +389,7 @@ def _order_from_contract(
 
 def _orders_from_release(data: object, pointer: str, missing_tax: MissingTax) -> Iterator[OcdsItem]:
     if not isinstance(data, Mapping):
-        yield OcdsItem(pointer, None, f"release is {_kind(data)}, not an object")
+        yield OcdsItem(pointer, None, f"release is {json_kind(data)}, not an object")
         return
     contracts = data.get("contracts")
     if not contracts:
@@ -414,7 +401,7 @@ def _orders_from_release(data: object, pointer: str, missing_tax: MissingTax) ->
         )
         return
     if not isinstance(contracts, list):
-        yield OcdsItem(pointer, None, f"contracts is {_kind(contracts)}, not an array")
+        yield OcdsItem(pointer, None, f"contracts is {json_kind(contracts)}, not an array")
         return
     try:
         release = _Release(data, pointer)
@@ -453,7 +440,7 @@ def orders_from_ocds(package: object, *, missing_tax: MissingTax = "report") -> 
     contract yields one item with its problem. Nothing is skipped silently.
     """
     if not isinstance(package, Mapping):
-        yield OcdsItem("", None, f"an OCDS package is a JSON object, not {_kind(package)}")
+        yield OcdsItem("", None, f"an OCDS package is a JSON object, not {json_kind(package)}")
         return
     releases, records = package.get("releases"), package.get("records")
     if isinstance(releases, list) and records is None:
@@ -475,7 +462,7 @@ def _orders_from_record(
     record: object, pointer: str, missing_tax: MissingTax
 ) -> Iterator[OcdsItem]:
     if not isinstance(record, Mapping):
-        yield OcdsItem(pointer, None, f"record is {_kind(record)}, not an object")
+        yield OcdsItem(pointer, None, f"record is {json_kind(record)}, not an object")
         return
     compiled = record.get("compiledRelease")
     if compiled is not None:

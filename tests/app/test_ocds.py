@@ -1022,6 +1022,11 @@ def test_what_cannot_be_mapped_is_reported_with_its_reason() -> None:
     assert list(ocds_in.orders_from_ocds([])) == [
         ocds_in.OcdsItem("", None, "an OCDS package is a JSON object, not an array")
     ]
+    # Kinds are named as app.records.vocabulary.json_kind names them, also for a
+    # Python value that json.loads never returns (a tuple was named "tuple").
+    assert list(ocds_in.orders_from_ocds(())) == [
+        ocds_in.OcdsItem("", None, "an OCDS package is a JSON object, not an array")
+    ]
     assert list(ocds_in.orders_from_ocds({"uri": "x"}))[0].pointer == ""
 
 

@@ -548,9 +548,13 @@ def read_ocds(path: Path) -> Iterator[SourceRow]:
     The package is parsed whole with :func:`ledger.canonical.parse_json_strict`
     and mapped by :func:`app.opendata.ocds_in.orders_from_ocds`: every contract
     (and every release or record that yields none) is a row, numbered from 1,
-    with its JSON pointer and, when it cannot be an order, the reason.
+    with its JSON pointer and, when it cannot be an order, the reason. A file
+    that is not strict JSON has no rows: :class:`ImportFormatError`.
     """
-    package = parse_json_strict(path.read_bytes())
+    try:
+        package = parse_json_strict(path.read_bytes())
+    except CanonicalError as exc:
+        raise ImportFormatError(str(exc)) from None
     for number, item in enumerate(orders_from_ocds(package), start=1):
         yield SourceRow(number, item.order, item.problem, item.pointer)
 

@@ -754,6 +754,16 @@ def test_rows_of_an_ocds_package_carry_their_json_pointer(
     ]
 
 
+def test_an_ocds_file_that_is_not_strict_json_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "package.json"
+    path.write_bytes(b'{"releases": [1, }')
+    with pytest.raises(ImportFormatError, match="^invalid JSON: Expecting value at line 1 col"):
+        list(read_rows(path, "ocds"))
+    path.write_bytes(b'{"releases": [], "releases": []}')
+    with pytest.raises(ImportFormatError, match="duplicate key 'releases'"):
+        list(read_rows(path, "ocds"))
+
+
 def test_read_rows_reads_each_format_with_its_reader() -> None:
     assert list(read_rows(ORDERS_JSONL, "jsonl")) == list(read_jsonl(ORDERS_JSONL))
     assert list(read_rows(REPORT, "perucompras-csv", encoding="cp1252")) == list(

@@ -72,6 +72,11 @@ def test_import_refuses_unusable_input(runtime: Runtime, tmp_path: Path) -> None
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     wrong = ancla("import", str(odd), "--format", "xml", env=env)
     assert wrong.returncode == 2 and "--format must be" in wrong.stderr
+    broken = tmp_path / "package.json"
+    broken.write_bytes(b'{"releases": [1, }')
+    refused = ancla("import", str(broken), env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"cannot import {broken}: invalid JSON: Expecting value" in refused.stderr
 
 
 def test_export_ocds_and_csv(runtime: Runtime, tmp_path: Path) -> None:

@@ -586,6 +586,7 @@ SCHEMA: Final = register(
             start=start_order,
             fold=apply_event,
             position=lambda state: state.seq,
+            chain_columns=("buyer_ruc", "order_number"),
         ),
         documents=event_documents,
     )

@@ -116,6 +116,9 @@ class ChainRule:
     fold: Callable[[Any, str, Mapping[str, Any]], Any]
     # A state's head's position in its chain (the root is 0).
     position: Callable[[Any], int]
+    # The query columns every record of one chain shares (its root's too), by
+    # which the audit reads chains whole, one at a time.
+    chain_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

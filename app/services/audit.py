@@ -41,6 +41,7 @@ from app.models import (
     utcnow,
 )
 from app.records.registry import QUERY_COLUMNS, UnknownSchema, schema_named
+from app.services.histories import check_histories
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
 from ledger.errors import MerkleError
 from ledger.hashing import from_hex32, to_hex
@@ -80,6 +81,8 @@ class Discrepancy:
     tx_hash: str | None = None
     expected: Any = None
     actual: Any = None
+    # The chain (an order: "<buyer RUC>/<order number>") a history finding is about.
+    order: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -90,6 +93,7 @@ class AuditReport:
     records_checked: int = 0
     batches_checked: int = 0
     anchors_checked: int = 0
+    histories_checked: int = 0
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
     @property
@@ -105,6 +109,7 @@ class AuditReport:
             "records_checked": self.records_checked,
             "batches_checked": self.batches_checked,
             "anchors_checked": self.anchors_checked,
+            "histories_checked": self.histories_checked,
             "discrepancies_by_kind": dict(Counter(d.kind for d in self.discrepancies)),
             "discrepancies": [d.to_dict() for d in self.discrepancies],
         }
@@ -364,6 +369,11 @@ class Auditor:
             self._check_pending(session, scope, now, report)
             self._check_queued_in_batch(session, scope, report)
             self._check_references(session, scope, report)
+            if scope.batch_id is None and scope.since is None:
+                # A history spans batches and times: checked whole, or by buyer.
+                report.histories_checked = check_histories(
+                    session=session, buyer=scope.buyer, add=report.add
+                )
         return report
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:

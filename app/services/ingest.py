@@ -221,6 +221,11 @@ def prepare_items(
     return results, prepared
 
 
+# Times a group with chained records is stored again after losing a race for a
+# chain's head to another process (each try re-reads the chains it extends).
+_CHAIN_RACE_TRIES = 5
+
+
 def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
     """Store prepared records (of one request or of several) in one transaction,
     committed on return; each outcome is written to its request's results."""
@@ -232,29 +237,68 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
     rows = [_row(item, now) for item in candidates]
     dialect = session.get_bind().dialect
     sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
-    chained = any(item.schema.chain is not None for item in prepared)
-    with serialized_writes(session):
-        # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
-        # here but per-statement overhead (measured under load: a third of the CPU).
-        connection = session.connection()
-        if chained:
-            # Records that extend a chain are judged against the chain as it
-            # is now, inside the write lock; the refused ones are not stored.
+    if not any(item.schema.chain is not None for item in prepared):
+        with serialized_writes(session):
+            # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
+            # here but per-statement overhead (measured under load: a third of the CPU).
+            connection = session.connection()
+            created, existing, taken = _insert(
+                connection, rows, candidates, prepared, sqlite_inserts
+            )
+            session.commit()
+        _judge(prepared, candidates, created, existing, taken)
+        return
+    for attempt in range(1, _CHAIN_RACE_TRIES + 1):
+        with serialized_writes(session):
+            connection = session.connection()
+            # Records that extend a chain are judged against the chain as it is
+            # now, inside the write lock; the refused ones are not stored.
             refused = admit_chained(connection, prepared)
-            if refused:
-                prepared = [item for item in prepared if id(item) not in refused]
-                candidates = [item for item in candidates if id(item) not in refused]
-                rows = [_row(item, now) for item in candidates]
-                sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
-        if dialect.name == "postgresql":
-            created = _insert_new_postgresql(connection, rows, candidates)
-        else:
-            created = _insert_new_sqlite(connection, rows, candidates, sqlite_inserts)
-        _bind_documents(connection, [item for item in candidates if item.hash in created])
-        rest = [item for item in prepared if item.hash not in created]
-        existing, taken = _lookup(connection, rest)
-        session.commit()
-    _judge(prepared, candidates, created, existing, taken)
+            admitted = [item for item in prepared if id(item) not in refused]
+            storing = [item for item in candidates if id(item) not in refused]
+            rows = [_row(item, now) for item in storing]
+            inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
+            created, existing, taken = _insert(connection, rows, storing, admitted, inserts)
+            lost = [
+                item
+                for item in admitted
+                if item.schema.chain is not None
+                and item.hash not in created
+                and item.hash not in existing
+            ]
+            if lost and attempt < _CHAIN_RACE_TRIES:
+                # Another process extended one of these chains between our read
+                # and our insert (its unique index refused ours). Whatever was
+                # judged on top of our lost record must not be stored either
+                # (its prev would name a record that does not exist): undo the
+                # whole group and judge it again against the chains as they are.
+                session.rollback()
+                for item in prepared:
+                    item.results[item.index] = None
+                    item.seq = None
+                continue
+            session.commit()
+        _judge(admitted, storing, created, existing, taken)
+        return
+
+
+def _insert(
+    connection: Connection,
+    rows: list[tuple[Any, ...]],
+    candidates: Sequence[Prepared],
+    prepared: Sequence[Prepared],
+    sqlite_inserts: list[tuple[str, tuple[Any, ...]]],
+) -> tuple[set[str], set[str], dict[tuple[str, str], str]]:
+    """Insert the new candidates, bind their documents and look up what the rest
+    found: (hashes created, hashes already stored, identity -> stored hash)."""
+    if connection.dialect.name == "postgresql":
+        created = _insert_new_postgresql(connection, rows, candidates)
+    else:
+        created = _insert_new_sqlite(connection, rows, candidates, sqlite_inserts)
+    _bind_documents(connection, [item for item in candidates if item.hash in created])
+    rest = [item for item in prepared if item.hash not in created]
+    existing, taken = _lookup(connection, rest)
+    return created, existing, taken
 
 
 _BIND_DOCUMENT = text(

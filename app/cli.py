@@ -721,6 +721,7 @@ def export_command(
                     buyer=buyer,
                     since=since_utc,
                     base_url=base_url,
+                    genesis=_genesis_or_none(settings),
                 )
     except OSError as exc:
         _fail(f"cannot write {output}: {exc}")
@@ -732,6 +733,17 @@ def export_command(
         engine.dispose()
     if output is not None:
         err.print(f"wrote {count} orders to {output}")
+
+
+def _genesis_or_none(settings: Any) -> str | None:
+    """The genesis hash of the configured chain (None if it cannot be read now), so an
+    export says the statuses the service's receipts say (app.services.receipts)."""
+    from ledger.chain import ChainClient
+
+    try:
+        return ChainClient(settings.rpc_url, timeout=settings.rpc_timeout_seconds).genesis_hash()
+    except LedgerError:
+        return None
 
 
 @app.command()

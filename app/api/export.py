@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from app.api.deps import SessionDep
+from app.api.deps import RuntimeDep, SessionDep
 from app.errors import NotFound
 from app.opendata import export, mapping
 from app.opendata.packages import EmptyPackage
@@ -45,6 +45,7 @@ def _since(value: date | None) -> datetime | None:
 def export_ocds(
     request: Request,
     session: SessionDep,
+    runtime: RuntimeDep,
     package: Annotated[Literal["release", "record"], Query()] = "release",
     buyer: Annotated[str | None, Query(pattern=r"^\d{11}$")] = None,
     since: Annotated[date | None, Query(description="Orders issued since (UTC date)")] = None,
@@ -63,6 +64,7 @@ def export_ocds(
                 base_url=str(request.base_url),
                 uri=str(request.url),
                 publisher_name=PUBLISHER,
+                genesis=runtime.chain_genesis(),
             ),
         )
     except EmptyPackage:
@@ -77,13 +79,19 @@ def export_ocds(
 )
 def export_csv(
     session: SessionDep,
+    runtime: RuntimeDep,
     buyer: Annotated[str | None, Query(pattern=r"^\d{11}$")] = None,
     since: Annotated[date | None, Query(description="Orders issued since (UTC date)")] = None,
 ) -> StreamingResponse:
     return _spooled(
         "text/csv; charset=utf-8",
         lambda fp: export.write_export(
-            fp, session=session, format="csv", buyer=buyer, since=_since(since)
+            fp,
+            session=session,
+            format="csv",
+            buyer=buyer,
+            since=_since(since),
+            genesis=runtime.chain_genesis(),
         ),
     )
 

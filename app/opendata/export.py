@@ -22,17 +22,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure
-from app.models import CHAIN_TARGET_ID, Batch, BatchEntry, ChainTarget, Record
-from app.opendata.mapping import DEFAULT_OCID_PREFIX, AnchorProof, JsonObject, release_for
+from app.models import Batch, Record
+from app.opendata.mapping import DEFAULT_OCID_PREFIX, JsonObject, release_for
 from app.opendata.packages import (
     export_package_info,
     write_record_package,
     write_release_package,
 )
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
-from app.services.receipts import receipt_from_rows, with_batch
+from app.services.receipts import (
+    PublicStatus,
+    chain_target,
+    public_anchor,
+    public_status,
+    with_batch,
+)
+from ledger.anchors import Anchor
 from ledger.canonical import hash_canonical, parse_record
-from ledger.receipt import Receipt
 
 __all__ = [
     "CSV_COLUMNS",
@@ -80,15 +86,18 @@ _YIELD_PER: Final = 1000
 class _Stored:
     record: JsonObject
     record_hash: str
-    receipt: Receipt
+    # As receipts and every other view say (app.services.receipts.public_status).
+    status: PublicStatus
+    anchor: Anchor | None
 
 
 def _stored_orders(
-    session: Session, buyer: str | None, since: datetime | None
+    session: Session, buyer: str | None, since: datetime | None, genesis: str | None
 ) -> Iterator[_Stored]:
-    """Purchase-order records in ledger order, each with the receipt the API would serve."""
+    """Purchase-order records in ledger order, each with the status and anchor the
+    API would serve for it. ``genesis``: the chain's, as for receipts."""
     query = (
-        with_batch(select(Record, BatchEntry.proof, Batch))
+        with_batch(select(Record, Batch))
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
         .execution_options(yield_per=_YIELD_PER)
@@ -97,8 +106,8 @@ def _stored_orders(
         query = query.where(Record.buyer_ruc == buyer)
     if since is not None:
         query = query.where(Record.issued_at >= since)
-    target = session.get(ChainTarget, CHAIN_TARGET_ID)
-    for stored, proof, batch in session.execute(query):
+    target = chain_target(session)
+    for stored, batch in session.execute(query):
         # Publishing a proof for bytes that no longer hash to it would be a lie.
         actual = hash_canonical(stored.canonical)
         if actual != stored.hash:
@@ -109,7 +118,8 @@ def _stored_orders(
         yield _Stored(
             record=parse_record(stored.canonical),
             record_hash=stored.hash,
-            receipt=receipt_from_rows(stored.hash, proof, batch, target, genesis=None),
+            status=public_status(batch, target, genesis=genesis),
+            anchor=public_anchor(batch, target, genesis=genesis),
         )
 
 
@@ -120,6 +130,7 @@ def export_releases(
     since: datetime | None = None,
     base_url: str = "",
     ocid_prefix: str = DEFAULT_OCID_PREFIX,
+    genesis: str | None = None,
 ) -> Iterator[JsonObject]:
     """One OCDS release per recorded purchase order, streamed in ledger order.
 
@@ -130,14 +141,14 @@ def export_releases(
     longer hashes to its hash.
     """
     base = base_url.rstrip("/")
-    for stored in _stored_orders(session, buyer, since):
+    for stored in _stored_orders(session, buyer, since, genesis):
         yield release_for(
             stored.record,
             record_hash=stored.record_hash,
             receipt_url=f"{base}/v1/receipts/{stored.record_hash}",
             record_url=f"{base}/v1/records/{stored.record_hash}",
-            status=stored.receipt.status,
-            anchor=AnchorProof.from_receipt(stored.receipt),
+            status=stored.status,
+            anchor=stored.anchor,
             ocid_prefix=ocid_prefix,
         )
 
@@ -145,10 +156,11 @@ def export_releases(
 # --- Out: CSV --------------------------------------------------------------------------------
 
 
-def csv_row(record: Mapping[str, Any], *, record_hash: str, receipt: Receipt) -> dict[str, str]:
+def csv_row(
+    record: Mapping[str, Any], *, record_hash: str, status: str, anchor: Anchor | None
+) -> dict[str, str]:
     """One CSV row (CSV_COLUMNS) for a purchase-order record; values as recorded."""
     order = record["purchase_order"]
-    anchor = AnchorProof.from_receipt(receipt)
     return {
         "order_number": order["order_number"],
         "buyer_ruc": order["buyer"]["ruc"],
@@ -159,20 +171,29 @@ def csv_row(record: Mapping[str, Any], *, record_hash: str, receipt: Receipt) ->
         "currency": order["currency"],
         "total": order["total"],
         "hash": record_hash,
-        "status": receipt.status,
+        "status": status,
         "batch_id": str(anchor.batch_id) if anchor else "",
-        "tx_hash": anchor.transaction_hash if anchor else "",
+        "tx_hash": anchor.tx_hash if anchor else "",
         "chain_id": str(anchor.chain_id) if anchor else "",
         "contract": anchor.contract if anchor else "",
     }
 
 
 def csv_rows(
-    *, session: Session, buyer: str | None = None, since: datetime | None = None
+    *,
+    session: Session,
+    buyer: str | None = None,
+    since: datetime | None = None,
+    genesis: str | None = None,
 ) -> Iterator[dict[str, str]]:
     """CSV rows for the recorded purchase orders, streamed (filters as export_releases)."""
-    for stored in _stored_orders(session, buyer, since):
-        yield csv_row(stored.record, record_hash=stored.record_hash, receipt=stored.receipt)
+    for stored in _stored_orders(session, buyer, since, genesis):
+        yield csv_row(
+            stored.record,
+            record_hash=stored.record_hash,
+            status=stored.status,
+            anchor=stored.anchor,
+        )
 
 
 def export_csv(fp: IO[str], rows: Iterable[Mapping[str, str]]) -> int:
@@ -191,10 +212,15 @@ def export_csv(fp: IO[str], rows: Iterable[Mapping[str, str]]) -> int:
 
 
 def write_csv(
-    fp: IO[str], *, session: Session, buyer: str | None = None, since: datetime | None = None
+    fp: IO[str],
+    *,
+    session: Session,
+    buyer: str | None = None,
+    since: datetime | None = None,
+    genesis: str | None = None,
 ) -> int:
     """Stream the recorded purchase orders to ``fp`` as CSV; returns the number of rows."""
-    return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since))
+    return export_csv(fp, csv_rows(session=session, buyer=buyer, since=since, genesis=genesis))
 
 
 # --- Out: one export, whatever its format ----------------------------------------------------
@@ -210,6 +236,7 @@ def write_export(
     base_url: str = "",
     uri: str | None = None,
     publisher_name: str = "Ancla",
+    genesis: str | None = None,
 ) -> int:
     """Write the recorded purchase orders to ``fp`` in ``format``; returns how many.
 
@@ -219,6 +246,8 @@ def write_export(
     :func:`export_releases`; ``base_url`` is the service's public URL (the
     proof and extension URLs start with it), ``uri`` the package's own URL
     (default ``<base_url>/v1/export/ocds``) and ``publisher_name`` its publisher.
+    ``genesis`` is the genesis hash of the chain the service talks to now
+    (None: unknown), so statuses are those its receipts give.
 
     A package raises :class:`app.opendata.packages.EmptyPackage` before
     writing anything when no order matches (an OCDS package holds at least
@@ -228,9 +257,11 @@ def write_export(
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     if format == "csv":
-        return write_csv(fp, session=session, buyer=buyer, since=since)
+        return write_csv(fp, session=session, buyer=buyer, since=since, genesis=genesis)
     base = base_url.rstrip("/")
-    releases = export_releases(session=session, buyer=buyer, since=since, base_url=base)
+    releases = export_releases(
+        session=session, buyer=buyer, since=since, base_url=base, genesis=genesis
+    )
     info = export_package_info(
         base_url=base,
         uri=uri if uri is not None else f"{base}/v1/export/ocds",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,8 +33,8 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, PurchaseOrder
+from ledger.anchors import Anchor
 from ledger.canonical import record_hash as record_hash_of
-from ledger.receipt import Receipt
 
 __all__ = [
     "CONTRACT_STATUS",
@@ -45,7 +44,6 @@ __all__ = [
     "FRAMEWORK_SCHEME",
     "OCDS_VERSION",
     "RUC_SCHEME",
-    "AnchorProof",
     "JsonObject",
     "extension_metadata",
     "extension_url",
@@ -149,38 +147,13 @@ def ocds_url(url: str) -> str:
     return quote(url, safe=_URL_SAFE)
 
 
-@dataclass(frozen=True)
-class AnchorProof:
-    """Where a record's batch root is on chain: the anchor part of the ``ancla`` object."""
-
-    batch_id: int
-    merkle_root: str
-    chain_id: int
-    contract: str
-    transaction_hash: str
-    block_number: int
-
-    @classmethod
-    def from_receipt(cls, receipt: Receipt) -> AnchorProof | None:
-        if receipt.anchor is None or receipt.batch is None or receipt.merkle is None:
-            return None
-        return cls(
-            batch_id=receipt.batch.id,
-            merkle_root=receipt.merkle.root,
-            chain_id=receipt.anchor.chain_id,
-            contract=receipt.anchor.contract,
-            transaction_hash=receipt.anchor.tx_hash,
-            block_number=receipt.anchor.block_number,
-        )
-
-
 def _ancla(
     *,
     record_hash: str,
     record_url: str,
     receipt_url: str,
     status: str,
-    anchor: AnchorProof | None,
+    anchor: Anchor | None,
 ) -> JsonObject:
     if status not in ("pending", "anchored", "final"):
         raise ValueError(f"status must be pending, anchored or final, not {status!r}")
@@ -198,10 +171,10 @@ def _ancla(
     if anchor is not None:
         proof.update(
             batchId=anchor.batch_id,
-            merkleRoot=anchor.merkle_root,
+            merkleRoot=anchor.root,
             chainId=anchor.chain_id,
             contract=anchor.contract,
-            transactionHash=anchor.transaction_hash,
+            transactionHash=anchor.tx_hash,
             blockNumber=anchor.block_number,
         )
     return proof
@@ -227,7 +200,7 @@ def release_for(
     receipt_url: str,
     status: str,
     record_url: str | None = None,
-    anchor: AnchorProof | None = None,
+    anchor: Anchor | None = None,
     ocid_prefix: str = DEFAULT_OCID_PREFIX,
 ) -> JsonObject:
     """The OCDS release of one purchase-order record (``ancla/purchase-order/1``).

@@ -30,6 +30,7 @@ from app.records.purchase_order import PURCHASE_ORDER_EXAMPLE, SCHEMA, PurchaseO
 from app.runtime import Runtime
 from app.services.ingest import record_items
 from app.services.receipts import get_receipt
+from ledger.anchors import Anchor
 from ledger.canonical import record_hash
 from tests.support.orders import BUYER_RUC, OTHER_BUYER_RUC, order
 
@@ -518,13 +519,17 @@ def release_of(data: dict[str, Any], status: str = "pending", **kwargs: Any) -> 
     )
 
 
-ANCHOR = mapping.AnchorProof(
-    batch_id=7,
-    merkle_root="0x" + "11" * 32,
+ANCHOR = Anchor(
     chain_id=31337,
     contract="0x5FbDB2315678afecb367f032d93F642f64180aa3",
-    transaction_hash="0x" + "22" * 32,
+    batch_id=7,
+    root="0x" + "11" * 32,
+    leaf_count=3,
+    tx_hash="0x" + "22" * 32,
     block_number=42,
+    block_hash="0x" + "33" * 32,
+    log_index=0,
+    timestamp=1_770_000_000,
 )
 
 

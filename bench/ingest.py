@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--database sqlite|postgresql|both] [--seconds 10]
         [--clients 32] [--bulk-size 1000] [--bulk-clients 4] [--workers 1,2,3]
-        [--load-generator wrk|httpx] [--no-bulk | --no-single] [--no-anchor-worker]
+        [--load-generator wrk|httpx] [--no-bulk | --no-single] [--events] [--no-anchor-worker]
         [--profile DIR [--profile-only] [--profile-test single|bulk] [--py-spy PATH]]
 
 For each database and each uvicorn worker count: a fresh migrated database (a
@@ -26,6 +26,9 @@ load generator is one agency, and the limit is policy, not capacity.
     bodies of --bulk-size distinct orders (built before the clock starts), for
     --seconds; records/s counts items the service answered
     "created"; latency is per bulk request.
+(c) with --events, POST /v1/events/bulk: as many orders as the run could reach
+    are recorded first (not measured), then --bulk-clients clients append one
+    "accepted" event to each, --bulk-size events per body, for --seconds.
 
 Also printed: the cores each process group used during the run (the service,
 the Hardhat node, PostgreSQL, the load generator, and the whole machine, so
@@ -353,6 +356,9 @@ def run_bulk(
     prefix: str,
     keep_alive: bool = False,
     on_start: Callable[[], None] | None = None,
+    path: str = BULK_PATH,
+    prebuilt: list[list[bytes]] | None = None,
+    label: str = "bulk",
 ) -> Result:
     """Each client POSTs bodies built before the clock starts, then builds more
     if the service outruns them.
@@ -374,7 +380,9 @@ def run_bulk(
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     # Enough for PREBUILT_RATE records/s; a faster service gets bodies built on the fly.
     per_client = int(seconds * PREBUILT_RATE / size / clients) + 2
-    bodies = [
+    # Events name the orders they follow: those bodies are all built before (a
+    # client stops when its orders run out).
+    bodies = prebuilt or [
         [bulk_body(f"{prefix}-{index}", n * size, size) for n in range(per_client)]
         for index in range(clients)
     ]
@@ -394,12 +402,14 @@ def run_bulk(
             while time.monotonic() < deadline:
                 if ready:
                     body = ready.pop(0)
+                elif prebuilt is not None:
+                    break
                 else:
                     body = bulk_body(f"{prefix}-{index}", n * size, size)
                     n += 1
                 start = time.perf_counter()
                 try:
-                    response = http.post(BULK_PATH, content=body)
+                    response = http.post(path, content=body)
                 except httpx.HTTPError:
                     failures[index] += 1
                     continue
@@ -422,7 +432,7 @@ def run_bulk(
     values = sorted(x * 1000 for x in latencies)
     requests = sum(statuses.values())
     return Result(
-        label="bulk",
+        label=label,
         requests=requests,
         records=sum(created),
         seconds=elapsed,
@@ -434,6 +444,52 @@ def run_bulk(
         p99_ms=percentile(values, 99),
         max_ms=values[-1] if values else float("nan"),
     )
+
+
+EVENTS_PATH = "/v1/events/bulk"
+# Orders recorded before an events run, per second of it: more than it appends.
+EVENT_ORDERS_RATE = 30_000
+
+
+def create_orders(server: Server, api_key: str, count: int, prefix: str) -> list[tuple[str, str]]:
+    """Record ``count`` orders (set-up, not measured): their (order number, hash)."""
+    import httpx
+    import orjson
+
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    made: list[tuple[str, str]] = []
+    with httpx.Client(base_url=server.url, headers=headers, timeout=300) as http:
+        for start in range(0, count, 1000):
+            answer = http.post(
+                BULK_PATH, content=bulk_body(prefix, start, min(1000, count - start))
+            )
+            answer.raise_for_status()
+            made += [
+                (r["order_number"], r["hash"])
+                for r in orjson.loads(answer.content)["results"]
+                if r["outcome"] == "created"
+            ]
+    return made
+
+
+def event_bodies(orders: list[tuple[str, str]], *, clients: int, size: int) -> list[list[bytes]]:
+    """Bodies of ``size`` "accepted" events each, one per order, split over the clients."""
+    import orjson
+
+    def event(number: str, head: str) -> dict[str, str]:
+        return {
+            "buyer_ruc": AGENCY_RUC,
+            "order_number": number,
+            "prev": head,
+            "type": "accepted",
+            "occurred_at": "2026-02-01T10:00:00-05:00",
+        }
+
+    bodies: list[list[bytes]] = [[] for _ in range(clients)]
+    for n, start in enumerate(range(0, len(orders), size)):
+        events = [event(number, head) for number, head in orders[start : start + size]]
+        bodies[n % clients].append(orjson.dumps({"events": events}))
+    return bodies
 
 
 def db_state(database_url: str) -> dict[str, int]:
@@ -523,7 +579,34 @@ def measure(
                 bulk.sealed = _batched(after_bulk) - _batched(before_bulk)
                 bulk.queued_at_end = after_bulk["unbatched"]
                 bulk.drained_after = _wait_until_sealed(url)
-    return single, bulk, after_single, after_bulk
+            events: Result | None = None
+            if args.events:
+                # The same number of orders the bulk run could reach, recorded
+                # first (not measured); then one event for each, in bulk.
+                wanted = int(args.seconds * EVENT_ORDERS_RATE)
+                orders = create_orders(server, api_key, wanted, f"E{run}")
+                _wait_until_sealed(url)
+                bodies = event_bodies(orders, clients=args.bulk_clients, size=args.bulk_size)
+                before = db_state(url)
+                events = run_bulk(
+                    server,
+                    api_key,
+                    clients=args.bulk_clients,
+                    seconds=args.seconds,
+                    size=args.bulk_size,
+                    prefix=f"V{run}",
+                    keep_alive=args.bulk_keep_alive,
+                    on_start=meter.start,
+                    path=EVENTS_PATH,
+                    prebuilt=bodies,
+                    label="events",
+                )
+                events.cores = meter.stop()
+                after = db_state(url)
+                events.sealed = _batched(after) - _batched(before)
+                events.queued_at_end = after["unbatched"]
+                events.drained_after = _wait_until_sealed(url)
+    return single, bulk, events, after_single, after_bulk
 
 
 def profile(
@@ -720,6 +803,11 @@ def main() -> None:
     )
     parser.add_argument("--no-bulk", action="store_true", help="single POSTs only")
     parser.add_argument("--no-single", action="store_true", help="bulk POSTs only")
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="also bulk events (POST /v1/events/bulk): one 'accepted' per order recorded first",
+    )
     parser.add_argument("--profile-test", choices=["single", "bulk"], default="single")
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary")
     args = parser.parse_args()
@@ -752,7 +840,9 @@ def main() -> None:
             for backend in backends_from(args.database):
                 if not args.profile_only:
                     for workers in worker_counts:
-                        single, bulk, s1, s2 = measure(backend, workers, args, node, work_dir)
+                        single, bulk, events, s1, s2 = measure(
+                            backend, workers, args, node, work_dir
+                        )
                         if single is not None:
                             rows.append(
                                 [
@@ -769,28 +859,33 @@ def main() -> None:
                                     _statuses(single),
                                 ]
                             )
-                        if bulk is not None:
+                        for name, r in (
+                            (f"bulk x{args.bulk_size}", bulk),
+                            (f"events x{args.bulk_size}", events),
+                        ):
+                            if r is None:
+                                continue
                             rows.append(
                                 [
                                     backend,
                                     workers,
-                                    f"bulk x{args.bulk_size}",
-                                    f"{bulk.record_rate:,.0f} rec/s",
-                                    f"{bulk.sealed / bulk.seconds:,.0f} rec/s",
-                                    f"{bulk.queued_at_end:,}"
+                                    name,
+                                    f"{r.record_rate:,.0f} rec/s",
+                                    f"{r.sealed / r.seconds:,.0f} rec/s",
+                                    f"{r.queued_at_end:,}"
                                     + (
-                                        f" (sealed {bulk.drained_after:.0f} s later)"
-                                        if bulk.drained_after is not None
+                                        f" (sealed {r.drained_after:.0f} s later)"
+                                        if r.drained_after is not None
                                         else " (not sealed within 180 s)"
                                     ),
-                                    bulk.errors,
-                                    bulk.p50_ms,
-                                    bulk.p99_ms,
-                                    bulk.max_ms,
-                                    f"{bulk.requests} req {_statuses(bulk)}",
+                                    r.errors,
+                                    r.p50_ms,
+                                    r.p99_ms,
+                                    r.max_ms,
+                                    f"{r.requests} req {_statuses(r)}",
                                 ]
                             )
-                        for r in (single, bulk):
+                        for r in (single, bulk, events):
                             if r is None:
                                 continue
                             per_worker = " + ".join(

@@ -186,10 +186,8 @@ def verify_receipt_command(
 
 def _fetch_receipt(record_hash: str, api: str | None) -> Any:
     """GET {api}/v1/receipts/{hash}; the service's own verdict is never used."""
-    import httpx
-
+    from app.verification import CannotCheck, InvalidAnswer, Service
     from ledger.hashing import from_hex32
-    from ledger.receipt import Receipt
 
     if not api:
         _fail("--hash needs --api URL of the service to fetch the receipt from")
@@ -197,19 +195,13 @@ def _fetch_receipt(record_hash: str, api: str | None) -> Any:
         from_hex32(record_hash, what="--hash")
     except ValueError as exc:
         _fail(str(exc))
-    url = f"{api.rstrip('/')}/v1/receipts/{record_hash}"
     try:
-        response = httpx.get(url, timeout=10.0)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot fetch {url}: {exc}")
-    if response.status_code == 404:
-        _fail(f"the service has no receipt for {record_hash}", EXIT_INVALID)
-    if response.status_code != 200:
-        _fail(f"{url} answered HTTP {response.status_code}")
-    receipt = Receipt.from_json(response.content)
-    if receipt.hash != record_hash:
-        _fail(f"the service returned a receipt for {receipt.hash}, not {record_hash}", EXIT_INVALID)
-    return receipt
+        with Service(api) as service:
+            return service.receipt(record_hash)
+    except InvalidAnswer as exc:
+        _fail(str(exc), EXIT_INVALID)
+    except CannotCheck as exc:
+        _fail(str(exc))
 
 
 def _report(report: dict[str, Any] | None, as_json: bool, *, error: str | None) -> None:

@@ -223,6 +223,217 @@ def _report(report: dict[str, Any] | None, as_json: bool, *, error: str | None) 
         err.print(f"[bold red]invalid[/]: {error}", highlight=False, soft_wrap=True)
 
 
+ApiOption = Annotated[
+    str | None, typer.Option("--api", help="Base URL of the Ancla service to check")
+]
+ConfirmationsOption = Annotated[
+    int, typer.Option(min=1, help="Confirmations every anchor must have")
+]
+
+
+def _auditor_urls(api: str | None, rpc: str | None, command: str) -> tuple[str, str]:
+    """(--api, --rpc or ANCLA_RPC_URL), the chain's checked; --api is required (else exit 2)."""
+    from app.verification import CannotCheck, check_url
+
+    if not api:
+        _fail(f"{command} needs --api URL of the service to fetch the records from")
+    try:
+        return api, check_url(rpc or _settings().rpc_url, what="--rpc")
+    except CannotCheck as exc:
+        _fail(str(exc))
+
+
+def _audit_call(fn: Any, api: str, *, as_json: bool, invalid: dict[str, Any], **kwargs: Any) -> Any:
+    """``fn(Service(api), **kwargs)``: the service's answer that backs nothing (no such
+    order) is the verdict invalid, with ``invalid`` as the report (exit 1); not being able
+    to ask the service or the chain exits 2."""
+    from app.verification import CannotCheck, InvalidAnswer, Service
+
+    try:
+        with Service(api) as service:
+            return fn(service, **kwargs)
+    except InvalidAnswer as exc:
+        _verdict({**invalid, "valid": False, "records": []}, str(exc), as_json)
+    except CannotCheck as exc:
+        _fail(str(exc))
+    except ChainError as exc:
+        _fail(f"could not check against the chain: {exc}")
+    except LedgerError as exc:
+        _fail(str(exc))
+
+
+def _checks_table(title: str, checks: list[Any], columns: tuple[str, ...], order: bool) -> Table:
+    """One row per record: each check pass/FAIL (blank: not run), then what failed."""
+    from app.verification import CONTENT_STEPS
+
+    table = Table(title=title, show_lines=False)
+    for name in ("seq", "type", "hash") if not order else ("order", "type", "hash"):
+        table.add_column(name, overflow="fold")
+    for name in (*columns, "on chain"):
+        table.add_column(name)
+    table.add_column("detail", overflow="fold")
+
+    def mark(ok: bool | None) -> str:
+        return "" if ok is None else "[green]pass[/]" if ok else "[bold red]FAIL[/]"
+
+    for check in checks:
+        ran = {step.step: step.ok for step in check.steps}
+        chain = [step.ok for step in check.steps if step.step not in CONTENT_STEPS]
+        cells = [mark(ran.get(name)) for name in columns]
+        if "prev" in columns and check.seq == 0:
+            cells[columns.index("prev")] = "-"
+        on_chain = mark(None if not chain else all(chain))
+        detail = (
+            f"{check.failed_step}: {check.failure.message}"
+            if check.failure is not None
+            else check.steps[-1].detail
+        )
+        if not order:
+            first = str(check.seq)
+        else:  # the record's order, once its bytes are checked
+            first = (
+                f"{check.order['order_number']} of {check.order['buyer_ruc']}"
+                if check.order
+                else ""
+            )
+        table.add_row(first, check.type or "?", check.hash, *cells, on_chain, detail)
+    return table
+
+
+@app.command("verify-order")
+def verify_order_command(
+    buyer_ruc: Annotated[str, typer.Argument(metavar="BUYER_RUC", help="The buyer's RUC")],
+    order_number: Annotated[
+        str, typer.Argument(metavar="ORDER_NUMBER", help="e.g. OCAM-2026-1556-7-0")
+    ],
+    api: ApiOption = None,
+    rpc: RpcOption = None,
+    confirmations: ConfirmationsOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify an order's whole history from a service, trusting only the chain: every
+    record re-hashed, its schema, order and prev link, the history's rules, every receipt
+    on chain.
+
+    Exit 0: valid. 1: invalid (the failing record and step are named; also when the
+    service has no such order). 2: could not check (bad arguments, service or chain
+    unreachable, an answer that is not one).
+    """
+    from app import verification
+
+    api_url, rpc_url = _auditor_urls(api, rpc, "verify-order")
+    try:
+        buyer = verification.check_buyer_ruc(buyer_ruc)
+        number = verification.check_order_number(order_number)
+    except verification.CannotCheck as exc:
+        _fail(str(exc))
+    result = _audit_call(
+        verification.verify_order,
+        api_url,
+        as_json=as_json,
+        invalid={"order": {"buyer_ruc": buyer, "order_number": number}},
+        buyer_ruc=buyer,
+        order_number=number,
+        rpc_url=rpc_url,
+        confirmations=confirmations,
+    )
+    report = result.to_dict()
+    if not as_json:
+        out.print(
+            _checks_table(
+                f"order {number} of buyer {buyer}: {len(result.records)} records from {api_url}",
+                result.records,
+                ("record", "schema", "order", "prev", "rules"),
+                order=False,
+            )
+        )
+    _verdict(
+        report,
+        result.error,
+        as_json,
+        valid=f"every record of order {number} of buyer {buyer} is as recorded, "
+        "linked to the one before it, and anchored on chain",
+    )
+
+
+@app.command("verify-document")
+def verify_document_command(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="The file to look up")],
+    api: ApiOption = None,
+    rpc: RpcOption = None,
+    confirmations: ConfirmationsOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Hash a file (SHA-256, streamed), find the records that bind it on a service, and
+    verify each against the chain.
+
+    Exit 0: at least one record binds the file and all verify. 1: no record binds it, or
+    one fails. 2: could not check (unreadable file, service or chain unreachable).
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from app import verification
+
+    api_url, rpc_url = _auditor_urls(api, rpc, "verify-document")
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+        transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task(f"hashing {path.name}", total=path.stat().st_size)
+            sha256, size = verification.file_sha256(
+                path, progress=lambda n: progress.advance(task, n)
+            )
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+    result = _audit_call(
+        verification.verify_document,
+        api_url,
+        as_json=as_json,
+        invalid={"file": str(path), "sha256": sha256, "size": size},
+        sha256=sha256,
+        size=size,
+        rpc_url=rpc_url,
+        confirmations=confirmations,
+    )
+    report = {"file": str(path), **result.to_dict()}
+    if not as_json:
+        out.print(f"{path}: SHA-256 {sha256} ({size:,} bytes)", highlight=False)
+        if result.records:
+            out.print(
+                _checks_table(
+                    f"records that bind it, from {api_url}",
+                    result.records,
+                    ("record", "schema", "binds"),
+                    order=True,
+                )
+            )
+    _verdict(
+        report,
+        result.error,
+        as_json,
+        valid=f"{len(result.records)} record(s) bind this file, each as recorded and "
+        "anchored on chain",
+    )
+
+
+def _verdict(report: dict[str, Any], error: str | None, as_json: bool, valid: str = "") -> NoReturn:
+    """The machine report, or the verdict's line; then the exit code of the verdict."""
+    if as_json:
+        _print_json({**report, "error": error})
+    elif error is None:
+        out.print(f"[bold green]valid[/]: {valid}", highlight=False)
+    else:
+        err.print(f"[bold red]invalid[/]: {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_VALID if error is None else EXIT_INVALID)
+
+
 # -- database -------------------------------------------------------------------
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -583,11 +794,13 @@ def import_command(
         Path,
         typer.Argument(
             metavar="FILE",
-            help="JSON lines, Perú Compras CSV (ReportePCBienesYYYYMM.csv) or an OCDS package",
+            help="JSON lines (orders or events), Perú Compras CSV (ReportePCBienesYYYYMM.csv) "
+            "or an OCDS package",
         ),
     ],
     file_format: Annotated[
-        str, typer.Option("--format", help="auto, jsonl, perucompras-csv or ocds")
+        str,
+        typer.Option("--format", help="auto, jsonl, events-jsonl, perucompras-csv or ocds"),
     ] = "auto",
     encoding: Annotated[
         str | None, typer.Option(help="CSV encoding (default: detected; usually Latin-1)")
@@ -595,16 +808,21 @@ def import_command(
     database_url: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record purchase orders from a file. Rows that fail are reported with their line (or
-    JSON pointer) and reason and do not stop the rest; importing again records nothing twice."""
+    """Record purchase orders (or order events) from a file. Rows that fail are reported with
+    their line (or JSON pointer) and reason and do not stop the rest; importing again records
+    nothing twice. A later Perú Compras report appends each recorded order's change of state
+    to its history as a status event."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
     from app.opendata import importing
 
-    if file_format not in ("auto", "jsonl", "perucompras-csv", "ocds"):
-        _fail(f"--format must be auto, jsonl, perucompras-csv or ocds, not {file_format!r}")
+    if file_format not in ("auto", "jsonl", "events-jsonl", "perucompras-csv", "ocds"):
+        _fail(
+            "--format must be auto, jsonl, events-jsonl, perucompras-csv or ocds, "
+            f"not {file_format!r}"
+        )
     if not path.is_file():
         _fail(f"cannot read {path}: no such file")
     settings = _settings(database_url=database_url)
@@ -638,6 +856,7 @@ def import_command(
                     rows=rows,
                     source=source,
                     progress=lambda n: progress.update(task, completed=n),
+                    events=kind == "events-jsonl",
                 )
         finally:
             engine.dispose()
@@ -657,10 +876,12 @@ def import_command(
             err.print(
                 f"{where}: {problem['kind']}: {problem['reason']}", highlight=False, soft_wrap=True
             )
+        unknown = f"{data['not_found']} of unknown orders, " if data["not_found"] else ""
         out.print(
             f"{path.name}: {data['rows']} rows: {data['created']} recorded, "
+            f"{data['status_events']} status changes appended, "
             f"{data['existing']} already recorded, {data['conflicts']} conflicts, "
-            f"{data['invalid']} invalid"
+            f"{unknown}{data['invalid']} invalid"
         )
     raise typer.Exit(0 if not data["problems"] else 1)
 

@@ -251,10 +251,14 @@ class Record(Base):
         # second record of the same schema and identity (a purchase order's
         # buyer + order number) is refused by the database itself, whatever
         # the schema and however many writers race.
+        # Identity first: lookups name many identities of one schema at once
+        # (identity = ANY(...)), and with the schema first PostgreSQL read every
+        # entry of the schema and filtered them (found with EXPLAIN on a fresh
+        # ledger, whose statistics lag).
         Index(
             "uq_records_identity",
-            "schema",
             "identity",
+            "schema",
             unique=True,
             sqlite_where=text("identity IS NOT NULL"),
             postgresql_where=text("identity IS NOT NULL"),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Path, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from app.api.bulk import record_bulk
 from app.api.deps import AgencyDep, RuntimeDep
 from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
@@ -18,11 +18,7 @@ from app.errors import InvalidInput
 from app.records.order_event import SCHEMA as EVENTS
 from app.services.ingest import (
     MAX_BULK_ITEMS,
-    ItemResult,
-    Prepared,
-    count_outcomes,
     parse_items,
-    prepare_items,
 )
 from app.services.orders import links, position_in_history
 
@@ -134,14 +130,4 @@ async def append_bulk(request: BulkEvents, agency: AgencyDep, runtime: RuntimeDe
     with its hash and `seq`, or its errors); an item may chain to an earlier item of the
     same bulk. Items accepted are durable when this answers."""
 
-    def prepare() -> tuple[list[ItemResult | None], list[Prepared]]:
-        return prepare_items(agency, EVENTS, parse_items(EVENTS, request.events))
-
-    results, prepared = await run_in_threadpool(prepare)
-    await runtime.recorder.store(prepared)
-    recorded = count_outcomes(results)
-    summary: dict[str, int] = {}
-    for result in recorded:
-        summary[result.outcome] = summary.get(result.outcome, 0) + 1
-    body = {"summary": summary, "results": [r.to_dict() for r in recorded]}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return await record_bulk(runtime, agency, EVENTS, request.events)

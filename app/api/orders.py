@@ -6,23 +6,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from app.api.bulk import record_bulk
 from app.api.deps import AgencyDep, RuntimeDep, SessionDep
 from app.api.problems import problem
 from app.api.strict_json import ParsedJSONRoute
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, SCHEMA, PurchaseOrder
 from app.services.ingest import (
     MAX_BULK_ITEMS,
-    ItemResult,
-    Prepared,
-    count_outcomes,
-    parse_items,
-    prepare_items,
 )
 from app.services.orders import ListFilters, get_order, links, list_records
 from app.services.receipts import record_status
@@ -94,24 +89,13 @@ async def record_one(order: PurchaseOrder, agency: AgencyDep, runtime: RuntimeDe
     response_class=JSONResponse,
     responses={401: PROBLEM, 413: PROBLEM, 422: PROBLEM},
 )
-async def record_bulk(request: BulkRequest, agency: AgencyDep, runtime: RuntimeDep) -> Response:
+async def record_orders_in_bulk(
+    request: BulkRequest, agency: AgencyDep, runtime: RuntimeDep
+) -> Response:
     """Each item is judged alone: its own status (202, 200, 403, 409 or 422) and hash or
     errors, in request order. Items accepted are durable when this answers."""
 
-    # Validating and hashing up to 10,000 orders is CPU work: off the event loop.
-    def prepare() -> tuple[list[ItemResult | None], list[Prepared]]:
-        return prepare_items(agency, SCHEMA, parse_items(SCHEMA, request.purchase_orders))
-
-    results, prepared = await run_in_threadpool(prepare)
-    await runtime.recorder.store(prepared)
-    recorded = count_outcomes(results)
-    summary: dict[str, int] = {}
-    for result in recorded:
-        summary[result.outcome] = summary.get(result.outcome, 0) + 1
-    # Encoded here with orjson: FastAPI's jsonable_encoder walked the 10,000
-    # results in Python first.
-    body = {"summary": summary, "results": [r.to_dict() for r in recorded]}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return await record_bulk(runtime, agency, SCHEMA, request.purchase_orders)
 
 
 @router.get("", summary="List purchase orders", responses={422: PROBLEM})

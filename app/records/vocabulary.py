@@ -83,7 +83,7 @@ def ruc_is_valid(ruc: str) -> bool:
 # --- Currency -----------------------------------------------------------------
 
 # The ISO 4217 codes of OCDS 1.1.5's closed `currency` codelist
-# (shared/data/ocds/schema-1.1.5/codelist-currency.csv, rows without "Valid
+# (tests/vectors/ocds/codelist-currency.csv, a copy of 1.1.5's; rows without "Valid
 # Until"), because open data out is OCDS 1.1 and an order in a currency OCDS
 # rejects could not be published. XTS (reserved for testing) and XXX (no
 # currency) are left out: neither can price a purchase.

@@ -630,26 +630,23 @@ def _judge(
             )
         elif item.hash in created or item.hash in existing:
             item.results[item.index] = ItemResult(item.index, "exists", item.hash, number)
-        elif key is not None and key in taken and item.schema.chain is not None:
-            # Another writer extended the chain from the same record first.
-            item.results[item.index] = ItemResult(
-                item.index,
-                "conflict",
-                item.hash,
-                number,
-                detail=f"prev {item.columns.prev_hash} is no longer the head: record "
-                f"{taken[key]} follows it (fetch the order, then append to its head)",
-                head=taken[key],
-            )
         elif key is not None and key in taken:
+            found = taken[key]
+            chained = item.schema.chain is not None
             item.results[item.index] = ItemResult(
                 item.index,
                 "conflict",
                 item.hash,
                 number,
-                detail=f"{item.schema.describe(item.columns)} is already recorded with other "
-                f"content (hash {taken[key]}); what is recorded never changes",
-                existing_hash=taken[key],
+                # A chained record's identity is its prev: another writer
+                # extended the chain from the same record first.
+                detail=f"prev {item.columns.prev_hash} is no longer the head: record {found} "
+                "follows it (fetch the order, then append to its head)"
+                if chained
+                else f"{item.schema.describe(item.columns)} is already recorded with other "
+                f"content (hash {found}); what is recorded never changes",
+                existing_hash=None if chained else found,
+                head=found if chained else None,
             )
         else:  # pragma: no cover - only a concurrent delete could get here
             raise RuntimeError(f"record {item.hash} was neither inserted nor found")

@@ -76,7 +76,8 @@ def upgrade() -> None:
     op.create_index(
         "uq_records_identity",
         "records",
-        ["schema", "identity"],
+        # Identity first: a lookup names many identities of one schema at once.
+        ["identity", "schema"],
         unique=True,
         sqlite_where=sa.text("identity IS NOT NULL"),
         postgresql_where=sa.text("identity IS NOT NULL"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.chain]
 
 ROUNDS = 5
 RACERS = 8
+
+
+def race(racer: Callable[[int], None]) -> None:
+    """Run RACERS racers at once (each waits on a barrier before its request)."""
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_racing_appends_across_processes_never_fork(make_settings: Any, tmp_path: Path) -> None:
@@ -65,11 +75,7 @@ def test_racing_appends_across_processes_never_fork(make_settings: Any, tmp_path
                         )
                     )
 
-            threads = [threading.Thread(target=racer, args=(i,)) for i in range(RACERS)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            race(racer)
             statuses = sorted(answer.status_code for answer in answers)
             assert statuses == [202] + [409] * (RACERS - 1), [a.text for a in answers]
             winner = next(a for a in answers if a.status_code == 202).json()
@@ -112,11 +118,7 @@ def test_racing_appends_across_processes_never_fork(make_settings: Any, tmp_path
                     )
                 )
 
-        threads = [threading.Thread(target=bulk_racer, args=(i,)) for i in range(RACERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        race(bulk_racer)
         outcomes = sorted(tuple(r["status"] for r in bulk.json()["results"]) for bulk in bulks)
         assert outcomes == [(202, 202)] + [(409, 409)] * (RACERS - 1), outcomes
         view = httpx.get(url).json()

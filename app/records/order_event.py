@@ -380,6 +380,10 @@ class OrderState:
     accepted: bool
     delivered: bool
     last_status: str | None
+    # When the last status took effect: the latest ``status`` event's
+    # occurred_at, or the issue time for the order's own status (None: no
+    # status yet). An importer uses it to tell an older report from a newer one.
+    last_status_at: datetime | None
     # The hash of the history's latest record and its position (0: the order).
     head: str
     seq: int
@@ -415,10 +419,11 @@ def _text(amount: Decimal) -> str:
 def start_order(record_hash: str, record: Mapping[str, Any]) -> OrderState:
     """The state of an order's history that holds only the order (position 0)."""
     order = record["purchase_order"]
+    issued_at = datetime.fromisoformat(order["issued_at"])
     return OrderState(
         buyer_ruc=order["buyer"]["ruc"],
         order_number=order["order_number"],
-        issued_at=datetime.fromisoformat(order["issued_at"]),
+        issued_at=issued_at,
         issued=order,
         current=order,
         invoiced=Decimal(0),
@@ -427,6 +432,7 @@ def start_order(record_hash: str, record: Mapping[str, Any]) -> OrderState:
         accepted=order.get("status") == "ACEPTADA",
         delivered=False,
         last_status=order.get("status"),
+        last_status_at=issued_at if order.get("status") is not None else None,
         head=record_hash,
         seq=0,
     )
@@ -529,7 +535,7 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
     if kind == "cancelled":
         return replace(following, cancelled=True)
     if kind == "status":
-        return replace(following, last_status=event["status"])
+        return replace(following, last_status=event["status"], last_status_at=occurred)
     if kind == "document":
         return following
     raise ChainRefusal("invalid", f"unknown event type {kind!r}")

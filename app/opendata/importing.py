@@ -7,6 +7,12 @@ them in chunks through the same :func:`app.services.ingest.record_items` the
 API uses, so an imported order is hashed exactly as if an agency had POSTed
 it, and a re-import records nothing twice.
 
+A later Perú Compras report lists the same orders with their state as it is
+now: a row whose order is recorded but whose state changed appends a
+``status`` event to the order's history (DESIGN §2) instead of being a
+conflict (see :func:`import_rows`). A JSON-lines file of events (the shape of
+``POST /v1/events/bulk`` items) is recorded the same way, event by event.
+
 A bad row is a :class:`RowProblem` (line and reason), never the end of the
 import: a monthly report has tens of thousands of rows and one malformed row
 must not hold back the rest. Only a file that is not what it claims to be (a
@@ -34,9 +40,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.opendata.ocds_in import orders_from_ocds
-from app.records.purchase_order import SCHEMA, PurchaseOrder
+from app.records.order_event import SCHEMA as EVENT_SCHEMA
+from app.records.order_event import EventBody, OrderState, apply_event, parse_event
+from app.records.purchase_order import PURCHASE_ORDER_SCHEMA, SCHEMA, PurchaseOrder, order_identity
+from app.records.registry import ChainRefusal, RecordSchema, ValidRecord
 from app.records.vocabulary import json_kind
-from app.services.ingest import record_items, validation_errors
+from app.services.chains import load_chains
+from app.services.ingest import ItemResult, record_items, validation_errors
+from ledger import record_hash
 from ledger.canonical import parse_json_strict
 from ledger.errors import CanonicalError
 
@@ -45,6 +56,7 @@ __all__ = [
     "Format",
     "ImportFormatError",
     "ImportReport",
+    "ReportedState",
     "RowProblem",
     "SourceRow",
     "detect_csv_encoding",
@@ -56,7 +68,9 @@ __all__ = [
     "read_rows",
 ]
 
-Format = Literal["jsonl", "perucompras-csv", "ocds"]
+Format = Literal["jsonl", "events-jsonl", "perucompras-csv", "ocds"]
+# What a problem row's outcome was (app.services.ingest's outcomes an import can have).
+ProblemKind = Literal["invalid", "conflict", "not_found"]
 
 
 class ImportFormatError(ValueError):
@@ -72,14 +86,21 @@ class SourceRow:
     ``line`` numbers the package's contracts (from 1) and ``pointer`` is the
     JSON pointer (RFC 6901) of the contract, or of the release or record the
     problem is in.
+
+    ``order`` is the JSON to validate: a purchase order, or for
+    ``events-jsonl`` an event. ``state`` is what a row of Perú Compras'
+    report says about the order's state (:class:`ReportedState`), used only
+    when the order is already recorded; it takes no part in comparisons of
+    rows.
     """
 
     line: int
     order: dict[str, Any] | None
     error: str | None = None
     pointer: str | None = None
+    state: ReportedState | None = field(default=None, compare=False)
 
-    def problem(self, kind: Literal["invalid", "conflict"], reason: str) -> RowProblem:
+    def problem(self, kind: ProblemKind, reason: str) -> RowProblem:
         """A problem with this row, reported where the row is."""
         return RowProblem(self.line, kind, reason, self.pointer)
 
@@ -87,7 +108,7 @@ class SourceRow:
 @dataclass(frozen=True)
 class RowProblem:
     line: int
-    kind: Literal["invalid", "conflict"]
+    kind: ProblemKind
     reason: str
     pointer: str | None = None
 
@@ -100,23 +121,45 @@ class RowProblem:
 
 @dataclass
 class ImportReport:
+    """What an import did, one count per row.
+
+    ``created``: records recorded (orders, or events of an ``events-jsonl``
+    file); ``status_events``: rows of a report whose recorded order's state
+    changed, each appended as a ``status`` event; ``existing``: already
+    recorded (the same order, or an unchanged state); ``conflicts``: not
+    recorded because the recorded order or its history says otherwise;
+    ``not_found``: events of orders not recorded; ``invalid``: rows that are
+    not valid.
+    """
+
     created: int = 0
     existing: int = 0
     conflicts: int = 0
     invalid: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    status_events: int = 0
+    not_found: int = 0
 
     @property
     def rows(self) -> int:
-        """Rows read (orders, valid or not); blank lines are not rows."""
-        return self.created + self.existing + self.conflicts + self.invalid
+        """Rows read (orders or events, valid or not); blank lines are not rows."""
+        return (
+            self.created
+            + self.status_events
+            + self.existing
+            + self.conflicts
+            + self.not_found
+            + self.invalid
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "created": self.created,
+            "status_events": self.status_events,
             "existing": self.existing,
             "conflicts": self.conflicts,
+            "not_found": self.not_found,
             "invalid": self.invalid,
             "problems": [problem.to_dict() for problem in self.problems],
         }
@@ -226,8 +269,10 @@ PERUCOMPRAS_COLUMNS: Final = (
 # The columns an order is built from; a header without one of them is not the
 # report (or its format changed) and nothing is guessed. The others
 # (FECHA_PROCESO, DOCUMENTO_ESTADO_OCAM, FECHA_ÚLTIMO_ESTADO, DESCRIPCIÓN_*) are
-# not part of the order and may be absent; unknown extra columns are ignored,
-# so a column Perú Compras adds does not stop imports.
+# not part of the order and may be absent (FECHA_ÚLTIMO_ESTADO,
+# DOCUMENTO_ESTADO_OCAM and DESCRIPCIÓN_ESTADO make the status event of a state
+# change, ReportedState); unknown extra columns are ignored, so a column Perú
+# Compras adds does not stop imports.
 _MAPPED_COLUMNS: Final = (
     "RUC_PROVEEDOR",
     "PROVEEDOR",
@@ -255,6 +300,8 @@ _REPORT_TIME_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{
 # Document titles (DESIGN §4 example: "Orden electrónica").
 _GENERATED_ORDER_TITLE: Final = "Orden electrónica"
 _SCANNED_ORDER_TITLE: Final = "Orden digitalizada"
+# The document of a state change (DOCUMENTO_ESTADO_OCAM), in its status event.
+_STATE_DOCUMENT_TITLE: Final = "Documento de estado"
 
 
 def _fold(name: str) -> str:
@@ -425,7 +472,7 @@ def read_perucompras_csv(path: Path, *, encoding: str | None = None) -> Iterator
             except ValueError as exc:
                 yield SourceRow(first_line, None, str(exc))
                 continue
-            yield SourceRow(first_line, order)
+            yield SourceRow(first_line, order, state=ReportedState.of(values))
     if header is None:
         raise ImportFormatError(f"{path.name} is empty: expected a header row naming the columns")
 
@@ -475,18 +522,18 @@ def _match_header(cells: list[str], line: int) -> dict[str, int]:
     return columns
 
 
-def _issued_at(text: str) -> str:
+def _report_time(text: str, column: str = "FECHA_FORMALIZACIÓN") -> str:
+    """A time of the report (Peru time, no offset) in ISO 8601 with Peru's offset."""
     if not _REPORT_TIME_RE.fullmatch(text):
         raise ValueError(
-            f'FECHA_FORMALIZACIÓN must be a date and time such as "2026-01-31 09:57:50",'
-            f" not {text!r}"
+            f'{column} must be a date and time such as "2026-01-31 09:57:50", not {text!r}'
         )
     try:
         # Only the calendar is checked here (the shape is the regex's); the
         # offset is added below. fromisoformat, not strptime: ~10x faster.
         datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"FECHA_FORMALIZACIÓN {text!r} is not a real date and time") from None
+        raise ValueError(f"{column} {text!r} is not a real date and time") from None
     return f"{text.replace(' ', 'T')}{_PERU_OFFSET}"
 
 
@@ -517,7 +564,7 @@ def _order_from_cells(cells: Mapping[str, str]) -> dict[str, Any]:
         put(member, "name", name_column)
         order[party] = member
     if cells["FECHA_FORMALIZACIÓN"]:
-        order["issued_at"] = _issued_at(cells["FECHA_FORMALIZACIÓN"])
+        order["issued_at"] = _report_time(cells["FECHA_FORMALIZACIÓN"])
     # The report's amounts are in soles.
     order["currency"] = "PEN"
     put(order, "subtotal", "SUB_TOTAL")
@@ -537,6 +584,68 @@ def _order_from_cells(cells: Mapping[str, str]) -> dict[str, Any]:
     if documents:
         order["documents"] = documents
     return order
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedState:
+    """What a row of the report says about its order's state, cells as written (stripped).
+
+    The report is a snapshot: each month's lists the orders with their state
+    then (ESTADO_ORDEN_ELECTRÓNICA), when it took effect (FECHA_ÚLTIMO_ESTADO),
+    the state's document (DOCUMENTO_ESTADO_OCAM, a URL) and its description
+    (DESCRIPCIÓN_ESTADO). Only ESTADO is part of the order (its ``status``);
+    when an already recorded order's state changed, these make the ``status``
+    event appended to its history (:meth:`event`).
+    """
+
+    status: str
+    changed_at: str
+    document_url: str
+    description: str
+
+    @classmethod
+    def of(cls, cells: Mapping[str, str]) -> ReportedState | None:
+        """The state of a row (None when ESTADO is empty: the row says nothing of it)."""
+        status = cells["ESTADO_ORDEN_ELECTRÓNICA"]
+        if not status:
+            return None
+        return cls(
+            status,
+            cells.get("FECHA_ÚLTIMO_ESTADO", ""),
+            cells.get("DOCUMENTO_ESTADO_OCAM", ""),
+            cells.get("DESCRIPCIÓN_ESTADO", ""),
+        )
+
+    def event(self) -> dict[str, Any]:
+        """The members of the ``status`` event (DESIGN §2) of this state, without the
+        order and ``prev``: ``status`` verbatim, FECHA_ÚLTIMO_ESTADO as
+        ``occurred_at`` in Peru time (as FECHA_FORMALIZACIÓN is mapped),
+        DESCRIPCIÓN_ESTADO as ``note``, DOCUMENTO_ESTADO_OCAM as a document.
+
+        Raises ValueError when FECHA_ÚLTIMO_ESTADO is empty or not a date and
+        time: a change of state is recorded with the time it took effect.
+        """
+        if not self.changed_at:
+            raise ValueError("FECHA_ÚLTIMO_ESTADO is empty: a change of state needs its time")
+        event: dict[str, Any] = {
+            "type": "status",
+            "occurred_at": _report_time(self.changed_at, "FECHA_ÚLTIMO_ESTADO"),
+            "status": self.status,
+        }
+        if self.description:
+            event["note"] = self.description
+        if self.document_url:
+            event["documents"] = [{"title": _STATE_DOCUMENT_TITLE, "url": self.document_url}]
+        return event
+
+
+# Where the members of a status event come from in the report, for its errors.
+_STATE_COLUMNS: Final = {
+    "occurred_at": "FECHA_ÚLTIMO_ESTADO",
+    "status": "ESTADO_ORDEN_ELECTRÓNICA",
+    "note": "DESCRIPCIÓN_ESTADO",
+    "documents": "DOCUMENTO_ESTADO_OCAM",
+}
 
 
 # --- OCDS packages ---------------------------------------------------------------------
@@ -565,9 +674,10 @@ def read_rows(
     """The rows of ``path`` read as ``file_format``, lazily (nothing is read before the first).
 
     ``encoding`` is the Perú Compras report's (detected when not given); the
-    other formats are UTF-8.
+    other formats are UTF-8. ``events-jsonl`` is read as JSON lines: one event
+    per line (record it with ``import_rows(..., events=True)``).
     """
-    if file_format == "jsonl":
+    if file_format in ("jsonl", "events-jsonl"):
         return read_jsonl(path)
     if file_format == "perucompras-csv":
         return read_perucompras_csv(path, encoding=encoding)
@@ -577,8 +687,8 @@ def read_rows(
 # --- Recording --------------------------------------------------------------------------
 
 
-def _reason(exc: ValidationError) -> str:
-    errors = validation_errors(exc, whole=SCHEMA.whole)
+def _reason(exc: ValidationError, schema: RecordSchema = SCHEMA) -> str:
+    errors = validation_errors(exc, whole=schema.whole)
     return "; ".join(f"{error['field']}: {error['message']}" for error in errors)
 
 
@@ -589,41 +699,56 @@ def import_rows(
     source: str,
     chunk_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    events: bool = False,
 ) -> ImportReport:
     """Validate and record ``rows``, ``chunk_size`` rows at a time, one session per chunk.
 
     Idempotent: an order already recorded with the same content counts as
-    ``existing``; the same buyer + order number with other content is a
-    ``conflict`` (a recorded order never changes) and is reported with its
-    line. Each chunk is committed before the next is read, so an import that
-    stops half-way (a database error propagates) can simply be run again.
+    ``existing``. The same buyer + order number with other content is judged
+    against the order as recorded (:func:`_judge_recorded`): a report row
+    whose only difference is its state appends a ``status`` event (or is
+    ``existing`` when the order's history already stands at that state); any
+    other difference is a ``conflict`` reported with its line and the names
+    of the fields that differ (a recorded order never changes). Each chunk
+    is committed before the next is read, so an import that stops half-way
+    (a database error propagates) can simply be run again.
     ``progress`` receives the number of rows processed so far after each chunk.
+
+    ``events``: the rows are order events in the shape of ``POST
+    /v1/events/bulk`` items (``{"buyer_ruc", "order_number", "prev", "type",
+    "occurred_at", …}``), recorded in file order; a row may chain to an
+    earlier row's hash. A refused event is reported with its outcome:
+    ``conflict`` (its prev is not the order's head, which the reason names;
+    or the order is cancelled), ``not_found`` (no such order) or ``invalid``.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    schema = EVENT_SCHEMA if events else SCHEMA
+    parse: Callable[[object], ValidRecord] = parse_event if events else PurchaseOrder.model_validate
+    record_chunk = _record_event_chunk if events else _record_chunk
     report = ImportReport()
     processed = 0
-    pending: list[tuple[SourceRow, PurchaseOrder]] = []
+    pending: list[tuple[SourceRow, Any]] = []
     in_chunk = 0
     for row in rows:
         processed += 1
         in_chunk += 1
         if row.error is not None or row.order is None:
             report.invalid += 1
-            report.problems.append(row.problem("invalid", row.error or "no order"))
+            report.problems.append(row.problem("invalid", row.error or f"no {schema.noun}"))
         else:
             try:
-                pending.append((row, PurchaseOrder.model_validate(row.order)))
+                pending.append((row, parse(row.order)))
             except ValidationError as exc:
                 report.invalid += 1
-                report.problems.append(row.problem("invalid", _reason(exc)))
+                report.problems.append(row.problem("invalid", _reason(exc, schema)))
         if in_chunk >= chunk_size:
-            _record_chunk(session_factory, source, pending, report)
+            record_chunk(session_factory, source, pending, report)
             pending, in_chunk = [], 0
             if progress is not None:
                 progress(processed)
     if in_chunk:
-        _record_chunk(session_factory, source, pending, report)
+        record_chunk(session_factory, source, pending, report)
         if progress is not None:
             progress(processed)
     # Problems in file order, whichever chunk step found them.
@@ -647,6 +772,15 @@ def _record_chunk(
             items=[order for _, order in pending],
             source=source,
         )
+        # Orders recorded with other content: one read of their histories for
+        # the whole chunk (rows of unchanged orders never get here).
+        recorded_differently = [
+            (pending[result.index][0], pending[result.index][1], result)
+            for result in results
+            if result.outcome == "conflict" and result.existing_hash is not None
+        ]
+        if recorded_differently:
+            _judge_recorded(session, source, recorded_differently, report)
     for result in results:
         row = pending[result.index][0]
         if result.outcome == "created":
@@ -654,11 +788,253 @@ def _record_chunk(
         elif result.outcome == "exists":
             report.existing += 1
         elif result.outcome == "conflict":
-            report.conflicts += 1
-            report.problems.append(row.problem("conflict", result.detail or "conflict"))
+            if result.existing_hash is None:  # pragma: no cover - orders chain to nothing
+                report.conflicts += 1
+                report.problems.append(row.problem("conflict", result.detail or "conflict"))
         else:  # pragma: no cover - record_items gives only the above without an agency
             report.invalid += 1
             report.problems.append(row.problem("invalid", result.detail or result.outcome))
+
+
+def _differences(
+    row: Mapping[str, Any], recorded: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """The dotted names of the members that differ (``supplier.name``, ``items.0.quantity``),
+    in the order of ``row``'s members, then those only ``recorded`` has."""
+    names: list[str] = []
+    missing = object()
+    for key in [*row, *(key for key in recorded if key not in row)]:
+        mine, theirs = row.get(key, missing), recorded.get(key, missing)
+        if mine == theirs:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            names += _differences(mine, theirs, f"{name}.")
+        elif isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+            for index, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+                if a == b:
+                    continue
+                if isinstance(a, Mapping) and isinstance(b, Mapping):
+                    names += _differences(a, b, f"{name}.{index}.")
+                else:
+                    names.append(f"{name}.{index}")
+        else:
+            names.append(name)
+    return names
+
+
+def _judge_recorded(
+    session: Session,
+    source: str,
+    rows: list[tuple[SourceRow, PurchaseOrder, ItemResult]],
+    report: ImportReport,
+) -> None:
+    """Rows whose order is recorded with other content: a state change, or a conflict.
+
+    *The recorded order* a row is compared with is the order as issued (the
+    purchase-order record at position 0 of its history), without ``status``:
+
+    * the report describes each order as Perú Compras issued it, plus its
+      state now; the state is the one member of the order a later report may
+      change (the other state columns are not part of the order), so it is
+      the only one left out. Any other member that differs (a total, a
+      supplier's name, a document link) is a different order under the same
+      number, reported by name; nothing is recorded for that row;
+    * not the order "as it stands now": an amendment recorded later (an
+      ``amended`` event) changes that, and the report still describes the
+      order it issued.
+
+    The row's state is then compared with the order's current state (its
+    last ``status`` event, or its own ``status``): the same state is
+    ``existing`` (so importing the same report twice appends once); another
+    state is appended as a ``status`` event whose ``prev`` is the order's
+    head, unless the row's FECHA_ÚLTIMO_ESTADO is earlier than the current
+    state's (a report older than one already imported: appending it would
+    write a change back to a superseded state). Rows of JSON lines or OCDS
+    carry no state columns: for them ``status`` is compared like the rest.
+
+    The orders' histories are read in one go (:func:`load_chains`) and
+    folded as ingest folds them; the events are then recorded together by
+    :func:`record_items`, which judges each against its history again inside
+    the write lock, so a concurrent writer cannot make the history fork.
+    """
+    roots = {
+        (PURCHASE_ORDER_SCHEMA, order_identity(order.buyer.ruc, order.order_number)): EVENT_SCHEMA
+        for _, order, _ in rows
+    }
+    chains = load_chains(session.connection(), roots)
+    # End the read before writing: record_items reads the heads again under the write lock.
+    session.rollback()
+    states: dict[tuple[str, str], OrderState] = {}
+    appending: list[tuple[SourceRow, EventBody]] = []
+    for row, order, result in rows:
+        key = (PURCHASE_ORDER_SCHEMA, order_identity(order.buyer.ruc, order.order_number))
+        name = f"order {order.order_number} of buyer {order.buyer.ruc}"
+        chain = chains[key]
+        if chain.broken is not None or chain.state is None:
+            report.conflicts += 1
+            reason = (
+                f"{name} is recorded with other content (hash {result.existing_hash}), and its "
+                f"history breaks its rules {chain.broken}; nothing is appended to it until an "
+                "operator has looked (`ancla verify`)"
+                if chain.broken is not None
+                else result.detail or "conflict"
+            )
+            report.problems.append(row.problem("conflict", reason))
+            continue
+        state = states.get(key, chain.state)
+        assert isinstance(state, OrderState)  # noqa: S101 - the order-event chain's state
+        state_cells = row.state
+        mine = order.to_record()["purchase_order"]
+        issued = dict(state.issued)
+        if state_cells is not None:
+            mine.pop("status", None)
+            issued.pop("status", None)
+        differing = _differences(mine, issued)
+        if differing:
+            report.conflicts += 1
+            report.problems.append(
+                row.problem(
+                    "conflict",
+                    f"{name} differs from the recorded order (hash {result.existing_hash}) in: "
+                    f"{', '.join(differing)}; nothing is recorded for this row (a recorded "
+                    "order never changes)",
+                )
+            )
+            continue
+        if state_cells is None or state_cells.status == state.last_status:
+            report.existing += 1
+            continue
+        try:
+            members = state_cells.event()
+        except ValueError as exc:
+            report.invalid += 1
+            report.problems.append(
+                row.problem("invalid", f"{name} changed state to {state_cells.status}, but {exc}")
+            )
+            continue
+        item = {
+            "buyer_ruc": order.buyer.ruc,
+            "order_number": order.order_number,
+            "prev": state.head,
+            **members,
+        }
+        try:
+            body = parse_event(item)
+        except ValidationError as exc:
+            report.invalid += 1
+            report.problems.append(
+                row.problem(
+                    "invalid",
+                    f"{name} changed state to {state_cells.status}, but its status event "
+                    f"is invalid: {_state_reason(exc)}",
+                )
+            )
+            continue
+        record = body.record()
+        try:
+            # The history's own rules first (not before the order was issued,
+            # nothing after a cancellation), as record_items will judge them.
+            following = apply_event(state, record_hash(record), record)
+        except ChainRefusal as refusal:
+            kind: ProblemKind = "conflict" if refusal.outcome == "conflict" else "invalid"
+            _count(report, kind)
+            report.problems.append(
+                row.problem(
+                    kind, f"{name} changed state to {state_cells.status}, but {refusal.detail}"
+                )
+            )
+            continue
+        occurred = datetime.fromisoformat(members["occurred_at"])
+        if state.last_status_at is not None and occurred < state.last_status_at:
+            report.conflicts += 1
+            report.problems.append(
+                row.problem(
+                    "conflict",
+                    f"{name} is in state {state.last_status} since "
+                    f"{state.last_status_at.isoformat()}, later than this row's state "
+                    f"{state_cells.status} of {members['occurred_at']} (a report older than "
+                    "one already imported?); nothing is appended",
+                )
+            )
+            continue
+        states[key] = following
+        appending.append((row, body))
+    if not appending:
+        return
+    results = record_items(
+        session=session,
+        agency=None,
+        schema=EVENT_SCHEMA,
+        items=[body for _, body in appending],
+        source=source,
+    )
+    for result in results:
+        row = appending[result.index][0]
+        if result.outcome == "created":
+            report.status_events += 1
+        else:
+            _count_result(report, row, result)
+
+
+def _state_reason(exc: ValidationError) -> str:
+    """A status event's errors, named by the report columns they come from."""
+    problems = []
+    for error in validation_errors(exc, whole=EVENT_SCHEMA.whole):
+        top = error["field"].split(".", 1)[0]
+        problems.append(f"{_STATE_COLUMNS.get(top, error['field'])}: {error['message']}")
+    return "; ".join(problems)
+
+
+# The outcomes of record_items an import reports as they are; any other is invalid.
+_PROBLEM_KINDS: Final[dict[str, ProblemKind]] = {"conflict": "conflict", "not_found": "not_found"}
+
+
+def _count(report: ImportReport, kind: ProblemKind) -> None:
+    if kind == "conflict":
+        report.conflicts += 1
+    elif kind == "not_found":
+        report.not_found += 1
+    else:
+        report.invalid += 1
+
+
+def _count_result(report: ImportReport, row: SourceRow, result: ItemResult) -> None:
+    """Count a result other than ``created``; a refused one is a problem of its row."""
+    if result.outcome == "exists":
+        report.existing += 1
+        return
+    kind = _PROBLEM_KINDS.get(result.outcome, "invalid")
+    _count(report, kind)
+    reason = result.detail or result.outcome
+    if result.errors:
+        fields = "; ".join(f"{error['field']}: {error['message']}" for error in result.errors)
+        reason = f"{reason}: {fields}"
+    report.problems.append(row.problem(kind, reason))
+
+
+def _record_event_chunk(
+    session_factory: Callable[[], Session],
+    source: str,
+    pending: list[tuple[SourceRow, EventBody]],
+    report: ImportReport,
+) -> None:
+    if not pending:
+        return
+    with session_factory() as session:
+        results = record_items(
+            session=session,
+            agency=None,
+            schema=EVENT_SCHEMA,
+            items=[event for _, event in pending],
+            source=source,
+        )
+    for result in results:
+        row = pending[result.index][0]
+        if result.outcome == "created":
+            report.created += 1
+        else:
+            _count_result(report, row, result)
 
 
 # --- Format detection -------------------------------------------------------------------
@@ -673,19 +1049,25 @@ _JSON_STRING_END_RE: Final = re.compile(r'["\\]')
 # memory): at most 16 pieces of 256 characters.
 _NAME_PIECES_MAX: Final = 16
 _NAME_PIECE_CHARS: Final = 256
+# Members every event has and no order has: a JSON-lines file of events.
+_EVENT_KEYS: Final = frozenset({"prev", "type"})
 
 
 def detect_format(path: Path) -> Format:
     """The import format of ``path``: by extension, or by content when that says nothing.
 
-    ``.jsonl``/``.ndjson`` -> ``"jsonl"``; ``.csv`` -> ``"perucompras-csv"``;
-    ``.json`` whose top-level object has a ``releases`` or ``records`` member
-    -> ``"ocds"`` (an OCDS release or record package). Raises
-    :class:`ImportFormatError` (a ValueError) naming what was seen otherwise.
+    ``.jsonl``/``.ndjson`` -> ``"jsonl"``, or ``"events-jsonl"`` when the
+    first object has ``prev`` and ``type`` members (an order has neither);
+    ``.csv`` -> ``"perucompras-csv"``; ``.json`` whose top-level object has a
+    ``releases`` or ``records`` member -> ``"ocds"`` (an OCDS release or
+    record package). Raises :class:`ImportFormatError` (a ValueError) naming
+    what was seen otherwise.
     """
     suffix = path.suffix.lower()
     if suffix in _JSONL_SUFFIXES:
-        return "jsonl"
+        # The first object's member names, read as a stream (a line may be long).
+        kind, keys = _top_level_keys(path)
+        return "events-jsonl" if kind == "an object" and _EVENT_KEYS <= keys else "jsonl"
     if suffix == ".csv":
         return "perucompras-csv"
     if suffix == ".json":
@@ -713,7 +1095,8 @@ def _top_level_keys(path: Path) -> tuple[str, set[str]]:
     """What the JSON document is (``"an object"``, ...), and its top-level member names.
 
     A streaming scan, chunk by chunk (OCDS packages run to gigabytes), that
-    stops at the first ``releases`` or ``records`` member. Only the shape is
+    stops at the first ``releases`` or ``records`` member, or where the first
+    object ends (of JSON lines, the first line's object). Only the shape is
     looked at; the JSON is not validated here.
     """
     keys: set[str] = set()
@@ -793,6 +1176,8 @@ def _sniff(path: Path) -> Format:
             return _detect_ocds(path)
         if isinstance(value, dict) and ("releases" in value or "records" in value):
             return "ocds"
+        if isinstance(value, dict) and _EVENT_KEYS <= value.keys():
+            return "events-jsonl"
         return "jsonl"
     cells = text.split(_DELIMITER)
     if {_column_of(cell) for cell in cells} >= set(_MAPPED_COLUMNS):

@@ -33,6 +33,7 @@ from app.opendata.importing import (
     read_rows,
 )
 from app.records.purchase_order import PurchaseOrder
+from app.services.orders import get_order
 from ledger import record_hash
 from ledger.canonical import canonical_bytes
 from tests.support.orders import MINIMAL_ORDER
@@ -43,7 +44,10 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "import"
 REPORT = VECTORS / "ReportePCBienes202602.csv"
 REPORT_UTF8 = VECTORS / "ReportePCBienes202602-utf8.csv"
 REPORT_BAD = VECTORS / "ReportePCBienes202602-bad.csv"
+# The same two orders a month later: the first delivered, the second with other amounts.
+LATER_REPORT = VECTORS / "ReportePCBienes202603.csv"
 ORDERS_JSONL = VECTORS / "orders.jsonl"
+EVENTS_JSONL = VECTORS / "events.jsonl"
 
 HEADER = ";".join(PERUCOMPRAS_COLUMNS)
 # The two real rows of DESIGN §4, verbatim.
@@ -133,9 +137,10 @@ def session_factory(database_url: str) -> Iterator[SessionFactory]:
 
 
 def stored(session_factory: SessionFactory) -> dict[str, Record]:
-    """Every record, by order number."""
+    """Every purchase-order record, by order number."""
     with session_factory() as session:
-        return {record.order_number: record for record in session.scalars(select(Record))}
+        orders = select(Record).where(Record.schema == "ancla/purchase-order/1")
+        return {record.order_number: record for record in session.scalars(orders)}
 
 
 def record_count(session_factory: SessionFactory) -> int:
@@ -148,6 +153,8 @@ def import_file(
 ) -> tuple[ImportReport, list[int]]:
     calls: list[int] = []
     rows = read_jsonl(path) if path.suffix == ".jsonl" else read_perucompras_csv(path)
+    if path.suffix == ".jsonl" and detect_format(path) == "events-jsonl":
+        options.setdefault("events", True)
     report = import_rows(
         session_factory=session_factory,
         rows=rows,
@@ -493,20 +500,31 @@ def test_reimport_records_nothing_twice(session_factory: SessionFactory) -> None
     assert {number: record.hash for number, record in stored(session_factory).items()} == hashes
 
 
-def test_same_order_with_other_content_is_a_conflict(
+def test_same_order_with_other_content_is_a_conflict_naming_what_differs(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
     import_file(session_factory, REPORT)
     original = stored(session_factory)["OCAM-2026-1556-7-0"].hash
-    changed = ROW_1.replace(";ACEPTADA;", ";ANULADA;")
-    path = write_report(tmp_path / "ReportePCBienes202603.csv", [HEADER, ROW_2, changed], "cp1252")
+    # Another supplier name and another total (still adding up), and a new state:
+    # the state is not what makes it another order, and nothing is appended for it.
+    changed = cells(ROW_1)
+    changed[2] = "FACUNDO SALAS TELLY CÉSAR"
+    changed[8] = "ENTREGADA"
+    changed[12:15] = ["4912.71", "884.29", "5797.00"]
+    path = write_report(
+        tmp_path / "ReportePCBienes202603.csv", [HEADER, ROW_2, ";".join(changed)], "cp1252"
+    )
     report, _ = import_file(session_factory, path)
     assert (report.created, report.existing, report.conflicts, report.invalid) == (0, 1, 1, 0)
+    assert report.status_events == 0
     (problem,) = report.problems
     assert problem.line == 3
     assert problem.kind == "conflict"
-    assert "order OCAM-2026-1556-7-0 of buyer 20600027426 is already recorded" in problem.reason
-    assert original in problem.reason
+    assert problem.reason == (
+        f"order OCAM-2026-1556-7-0 of buyer 20600027426 differs from the recorded order "
+        f"(hash {original}) in: supplier.name, subtotal, total; nothing is recorded for this "
+        "row (a recorded order never changes)"
+    )
     assert record_count(session_factory) == 2
     assert stored(session_factory)["OCAM-2026-1556-7-0"].hash == original
 
@@ -514,12 +532,252 @@ def test_same_order_with_other_content_is_a_conflict(
 def test_duplicates_within_one_file_across_chunks(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
-    changed = ROW_2.replace(";ACEPTADA;", ";ENTREGADA;")
+    changed = ROW_2.replace(";INTISSUR PUNO E.I.R.L.;", ";INTISSUR PUNO S.A.C.;")
     path = write_report(tmp_path / "r.csv", [HEADER, ROW_1, ROW_2, ROW_1, changed, ROW_2])
     report, progress = import_file(session_factory, path, chunk_size=2)
     assert progress == [2, 4, 5]
     assert (report.created, report.existing, report.conflicts) == (2, 2, 1)
     assert [(p.line, p.kind) for p in report.problems] == [(5, "conflict")]
+
+
+# -- a later report: changes of state ----------------------------------------------------
+
+DELIVERED_ROW = cells(LATER_REPORT.read_bytes().decode("cp1252").split("\r\n")[1])
+# The status event the later report's first row is (DESIGN §2), after the order's record.
+DELIVERED_EVENT: dict[str, Any] = {
+    "type": "status",
+    "occurred_at": "2026-02-12T16:41:05-05:00",
+    "status": "ENTREGADA",
+    "note": "ENTREGA CONFORME SEGÚN GUÍA DE REMISIÓN EG01-000123",
+    "documents": [
+        {
+            "title": "Documento de estado",
+            "url": "https://saeusceprod01.blob.core.windows.net/contentidad/uploads/"
+            "OCAM-2026-1556-7_12-02-26 16-41-05_ENTREGA.pdf",
+        }
+    ],
+}
+
+
+def order_view(session_factory: SessionFactory, order: dict[str, Any]) -> dict[str, Any]:
+    with session_factory() as session:
+        return get_order(
+            session=session,
+            buyer_ruc=order["buyer"]["ruc"],
+            order_number=order["order_number"],
+            genesis=None,
+        )
+
+
+def test_later_report_vector() -> None:
+    # The February rows with the changes SOURCES.md describes, and nothing else.
+    later = LATER_REPORT.read_bytes().decode("cp1252").split("\r\n")
+    assert later[0] == HEADER and later[3:] == [""]
+    first, second = cells(later[1]), cells(later[2])
+    assert {i: v for i, v in enumerate(first) if v != cells(ROW_1)[i]} == {
+        0: "2026-03-01 08:00:09",
+        8: "ENTREGADA",
+        9: DELIVERED_EVENT["documents"][0]["url"],
+        11: "2026-02-12 16:41:05",
+        16: DELIVERED_EVENT["note"],
+    }
+    assert {i: v for i, v in enumerate(second) if v != cells(ROW_2)[i]} == {
+        0: "2026-03-01 08:00:09",
+        12: "175064.00",
+        13: "31511.52",
+        14: "206575.52",
+    }
+
+
+def test_a_later_report_appends_changes_of_state_and_reports_other_changes(
+    session_factory: SessionFactory,
+) -> None:
+    import_file(session_factory, REPORT)
+    issued = {number: record.hash for number, record in stored(session_factory).items()}
+
+    report, _ = import_file(session_factory, LATER_REPORT)
+    assert report.to_dict() == {
+        "rows": 2,
+        "created": 0,
+        "status_events": 1,
+        "existing": 0,
+        "conflicts": 1,
+        "not_found": 0,
+        "invalid": 0,
+        "problems": [
+            {
+                "line": 3,
+                "kind": "conflict",
+                "reason": "order OCAM-2026-300684-2-0 of buyer 20177217043 differs from the "
+                f"recorded order (hash {issued['OCAM-2026-300684-2-0']}) in: subtotal, tax, "
+                "total; nothing is recorded for this row (a recorded order never changes)",
+            }
+        ],
+    }
+    # The delivered order's history: the order as issued, then the status event.
+    view = order_view(session_factory, ORDER_1)
+    assert view["purchase_order"] == ORDER_1
+    assert [entry["type"] for entry in view["history"]] == ["issued", "status"]
+    event = view["history"][1]
+    assert (event["seq"], event["prev"], event["occurred_at"]) == (
+        1,
+        issued["OCAM-2026-1556-7-0"],
+        "2026-02-12T16:41:05-05:00",
+    )
+    assert view["current"]["last_status"] == "ENTREGADA"
+    assert view["current"]["purchase_order"] == ORDER_1
+    assert view["head"] == event["hash"]
+    with session_factory() as session:
+        record = session.scalars(select(Record).where(Record.hash == event["hash"])).one()
+    assert json.loads(record.canonical) == {
+        "schema": "ancla/order-event/1",
+        "order": {"buyer_ruc": "20600027426", "order_number": "OCAM-2026-1556-7-0"},
+        "prev": issued["OCAM-2026-1556-7-0"],
+        "event": DELIVERED_EVENT,
+    }
+    assert record.source == "import:ReportePCBienes202603.csv"
+    # The order with other amounts keeps its history as it was.
+    other = order_view(session_factory, ORDER_2)
+    assert [entry["type"] for entry in other["history"]] == ["issued"]
+    assert other["current"]["last_status"] == "ACEPTADA"
+
+    # Importing the later report again appends nothing: its state is recorded.
+    again, _ = import_file(session_factory, LATER_REPORT)
+    assert (again.created, again.status_events, again.existing, again.conflicts) == (0, 0, 1, 1)
+    assert again.problems == report.problems
+    # ... and the February report still is what was recorded first.
+    first, _ = import_file(session_factory, REPORT)
+    assert first == ImportReport(existing=2)
+    assert record_count(session_factory) == 3
+    assert order_view(session_factory, ORDER_1)["head"] == event["hash"]
+
+
+def test_state_changes_within_one_file_and_chunk(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    delivered = ";".join(DELIVERED_ROW)
+    # On an empty ledger: the order is recorded, then its change of state appended,
+    # once, whichever chunk the rows fall in; an unchanged order beside them stays.
+    path = write_report(tmp_path / "r.csv", [HEADER, ROW_1, ROW_2, delivered, delivered])
+    for chunk_size, expected in ((1000, (2, 1, 1)), (1, (0, 0, 4))):
+        report, _ = import_file(session_factory, path, chunk_size=chunk_size)
+        assert (report.created, report.status_events, report.existing) == expected
+        assert report.problems == []
+    view = order_view(session_factory, ORDER_1)
+    assert [entry["type"] for entry in view["history"]] == ["issued", "status"]
+
+
+def test_a_report_older_than_the_recorded_state_appends_nothing(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    import_file(session_factory, REPORT)
+    import_file(session_factory, LATER_REPORT)
+    head = order_view(session_factory, ORDER_1)["head"]
+    older = cells(ROW_1)
+    older[8], older[11] = "ACEPTADA C/ENTREGA PENDIENTE", "2026-02-05 10:00:00"
+    path = write_report(tmp_path / "r.csv", [HEADER, ";".join(older)])
+    report, _ = import_file(session_factory, path)
+    assert (report.status_events, report.conflicts) == (0, 1)
+    assert report.problems[0].reason == (
+        "order OCAM-2026-1556-7-0 of buyer 20600027426 is in state ENTREGADA since "
+        "2026-02-12T16:41:05-05:00, later than this row's state ACEPTADA C/ENTREGA PENDIENTE "
+        "of 2026-02-05T10:00:00-05:00 (a report older than one already imported?); nothing is "
+        "appended"
+    )
+    assert order_view(session_factory, ORDER_1)["head"] == head
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({11: ""}, "but FECHA_ÚLTIMO_ESTADO is empty: a change of state needs its time"),
+        ({11: "12/02/2026 16:41"}, "but FECHA_ÚLTIMO_ESTADO must be a date and time such as"),
+        (
+            {11: "2026-01-30 09:00:00"},
+            "occurred_at 2026-01-30T09:00:00-05:00 is before the order was issued",
+        ),
+        (
+            {9: "ftp://example.org/acta.pdf"},
+            "but its status event is invalid: DOCUMENTO_ESTADO_OCAM: ",
+        ),
+    ],
+    ids=["no-time", "bad-time", "before-issue", "bad-document"],
+)
+def test_a_change_of_state_that_cannot_be_an_event_is_invalid(
+    session_factory: SessionFactory, tmp_path: Path, change: dict[int, str], reason: str
+) -> None:
+    import_file(session_factory, REPORT)
+    row = list(DELIVERED_ROW)
+    for index, value in change.items():
+        row[index] = value
+    path = write_report(tmp_path / "r.csv", [HEADER, ";".join(row), ROW_2])
+    report, _ = import_file(session_factory, path)
+    assert (report.status_events, report.existing, report.invalid) == (0, 1, 1)
+    (problem,) = report.problems
+    assert (problem.line, problem.kind) == (2, "invalid")
+    assert reason in problem.reason
+    assert record_count(session_factory) == 2
+
+
+def test_a_cancelled_order_takes_no_change_of_state(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    import_file(session_factory, REPORT)
+    order = stored(session_factory)["OCAM-2026-1556-7-0"]
+    cancelled = {
+        "buyer_ruc": "20600027426",
+        "order_number": "OCAM-2026-1556-7-0",
+        "prev": order.hash,
+        "type": "cancelled",
+        "occurred_at": "2026-02-03T09:00:00-05:00",
+        "rationale": "Resolución de contrato",
+    }
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(cancelled) + "\n")
+    assert import_file(session_factory, events)[0] == ImportReport(created=1)
+    report, _ = import_file(session_factory, LATER_REPORT)
+    assert report.status_events == 0
+    assert [(p.line, p.kind) for p in report.problems] == [(2, "conflict"), (3, "conflict")]
+    assert "is cancelled: nothing may follow its cancellation" in report.problems[0].reason
+
+
+# -- JSON lines of events ----------------------------------------------------------------
+
+
+def test_event_lines_are_recorded_in_order_and_refused_lines_reported(
+    session_factory: SessionFactory,
+) -> None:
+    import_file(session_factory, REPORT)
+    issued = stored(session_factory)["OCAM-2026-1556-7-0"].hash
+    lines = [json.loads(line) for line in EVENTS_JSONL.read_text().splitlines()]
+    assert lines[0]["prev"] == issued  # the vector follows the February report's order
+    assert detect_format(EVENTS_JSONL) == "events-jsonl"
+
+    report, progress = import_file(session_factory, EVENTS_JSONL, chunk_size=2)
+    assert progress == [2, 4, 5]
+    assert (report.created, report.existing) == (2, 0)
+    assert (report.conflicts, report.not_found, report.invalid) == (1, 1, 1)
+    view = order_view(session_factory, ORDER_1)
+    assert [entry["type"] for entry in view["history"]] == ["issued", "delivered", "paid"]
+    assert view["history"][2]["prev"] == view["history"][1]["hash"] == lines[1]["prev"]
+    assert view["current"]["paid"] == "5796.99"
+    conflict, unknown, invalid = report.problems
+    assert (conflict.line, conflict.kind) == (3, "conflict")
+    assert conflict.reason.startswith(f"prev {issued} is not the head of order OCAM-2026-1556-7-0")
+    assert f"its head is {view['head']}" in conflict.reason
+    assert (unknown.line, unknown.kind) == (4, "not_found")
+    assert unknown.reason == (
+        "order OCAM-2026-1556-99-0 of buyer 20600027426 is not recorded: there is no "
+        "purchase order to append to"
+    )
+    assert (invalid.line, invalid.kind) == (5, "invalid")
+    assert "occurred_at: Field required" in invalid.reason
+    assert "payment.amount: " in invalid.reason
+
+    # Again: the recorded events exist; the refused lines are refused again.
+    again, _ = import_file(session_factory, EVENTS_JSONL)
+    assert (again.created, again.existing, again.conflicts, again.not_found) == (0, 2, 1, 1)
+    assert record_count(session_factory) == 4
 
 
 def test_chunks_and_progress(session_factory: SessionFactory) -> None:
@@ -648,6 +906,9 @@ RELEASE_PACKAGE = """{
         ("one-line.json", b'\xef\xbb\xbf  {"releases": []}', "ocds"),
         # No telling extension: the first line decides.
         ("orders.txt", json.dumps(ORDER_1).encode() + b"\n{}\n", "jsonl"),
+        ("events.txt", EVENTS_JSONL.read_bytes(), "events-jsonl"),
+        ("events.ndjson", EVENTS_JSONL.read_bytes(), "events-jsonl"),
+        ("events.jsonl", b'\n\n{"type": "paid", "buyer": {"prev": 1}}\n', "jsonl"),
         ("package", RELEASE_PACKAGE.encode(), "ocds"),
         ("ReportePCBienes202602", REPORT.read_bytes(), "perucompras-csv"),
         ("latest.dat", REPORT_UTF8.read_bytes(), "perucompras-csv"),
@@ -752,6 +1013,11 @@ def test_rows_of_an_ocds_package_carry_their_json_pointer(
     assert [(p.kind, p.pointer) for p in report.problems] == [
         ("conflict", "/releases/3/contracts/1")
     ]
+    # Without the report's state columns a state is not a change to append: it differs.
+    assert "differs from the recorded order" in report.problems[0].reason
+    assert report.problems[0].reason.endswith(
+        " in: status; nothing is recorded for this row (a recorded order never changes)"
+    )
 
 
 def test_an_ocds_file_that_is_not_strict_json_is_refused_whole(tmp_path: Path) -> None:

@@ -42,7 +42,83 @@ def test_import_perucompras_report_twice(runtime: Runtime, tmp_path: Path) -> No
     code, again = run_json("import", str(report), env=env)
     assert (code, again["created"], again["existing"]) == (0, 0, 2)
     human = ancla("import", str(report), env=env)
-    assert "2 rows: 0 recorded, 2 already recorded, 0 conflicts, 0 invalid" in human.stdout
+    assert (
+        "2 rows: 0 recorded, 0 status changes appended, 2 already recorded, 0 conflicts, "
+        "0 invalid" in human.stdout
+    )
+
+
+def test_import_a_later_report_appends_the_change_of_state(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    from app.main import create_app
+
+    env = settings_env(runtime.settings)
+    code, first = run_json("import", str(IMPORTS / "ReportePCBienes202602.csv"), env=env)
+    assert (code, first["created"]) == (0, 2)
+    later = tmp_path / "ReportePCBienes202603.csv"
+    shutil.copy(IMPORTS / "ReportePCBienes202603.csv", later)
+    code, result = run_json("import", str(later), env=env)
+    # One order delivered (appended), one with other amounts (reported, exit 1).
+    assert code == 1
+    assert {k: result[k] for k in ("rows", "created", "status_events", "existing")} == {
+        "rows": 2,
+        "created": 0,
+        "status_events": 1,
+        "existing": 0,
+    }
+    (problem,) = result["problems"]
+    assert (problem["line"], problem["kind"]) == (3, "conflict")
+    assert "OCAM-2026-300684-2-0" in problem["reason"]
+    assert "differs from the recorded order" in problem["reason"]
+    assert problem["reason"].split(" in: ")[1].startswith("subtotal, tax, total;")
+
+    with TestClient(create_app(runtime=runtime)) as client:
+        view = client.get("/v1/purchase-orders/20600027426/OCAM-2026-1556-7-0").json()
+        assert [entry["type"] for entry in view["history"]] == ["issued", "status"]
+        assert view["current"]["last_status"] == "ENTREGADA"
+        assert view["purchase_order"]["status"] == "ACEPTADA"
+        event = client.get(view["history"][1]["record_url"]).json()
+        assert event["prev"] == view["history"][0]["hash"]
+        assert event["event"]["occurred_at"] == "2026-02-12T16:41:05-05:00"
+        assert event["event"]["documents"][0]["title"] == "Documento de estado"
+        other = client.get("/v1/purchase-orders/20177217043/OCAM-2026-300684-2-0").json()
+        assert [entry["type"] for entry in other["history"]] == ["issued"]
+
+    # The same later report again: the change is already recorded.
+    human = ancla("import", str(later), env=env)
+    assert human.returncode == 1
+    assert (
+        "2 rows: 0 recorded, 0 status changes appended, 1 already recorded, 1 conflicts, "
+        "0 invalid" in human.stdout
+    )
+    assert "line 3: conflict: order OCAM-2026-300684-2-0" in human.stderr
+    with TestClient(create_app(runtime=runtime)) as client:
+        view = client.get("/v1/purchase-orders/20600027426/OCAM-2026-1556-7-0").json()
+        assert len(view["history"]) == 2
+
+
+def test_import_event_lines(runtime: Runtime, tmp_path: Path) -> None:
+    env = settings_env(runtime.settings)
+    run_json("import", str(IMPORTS / "ReportePCBienes202602.csv"), env=env)
+    code, result = run_json("import", str(IMPORTS / "events.jsonl"), env=env)
+    assert (code, result["format"], result["created"]) == (1, "events-jsonl", 2)
+    assert [(p["line"], p["kind"]) for p in result["problems"]] == [
+        (3, "conflict"),
+        (4, "not_found"),
+        (5, "invalid"),
+    ]
+    assert "is not the head" in result["problems"][0]["reason"]
+    # Chosen by --format when the name says nothing; what is recorded exists.
+    copy = tmp_path / "events.txt"
+    shutil.copy(IMPORTS / "events.jsonl", copy)
+    human = ancla("import", str(copy), "--format", "events-jsonl", env=env)
+    assert human.returncode == 1
+    assert (
+        "5 rows: 0 recorded, 0 status changes appended, 2 already recorded, 1 conflicts, "
+        "1 of unknown orders, 1 invalid" in human.stdout
+    )
+    assert "line 4: not_found: order OCAM-2026-1556-99-0" in human.stderr
 
 
 def test_import_reports_bad_rows_and_keeps_the_good(runtime: Runtime) -> None:

@@ -345,11 +345,12 @@ def parse_event(data: object) -> EventBody:
             problems += exc.errors()
     if problems:
         raise ValidationError.from_exception_data("EventBody", [_again(p) for p in problems])
-    return EventBody(
+    # Every part is validated above: built without validating it all again.
+    return EventBody.model_construct(
         buyer_ruc=parsed_head.buyer_ruc,
         order_number=parsed_head.order_number,
         prev=parsed_head.prev,
-        event=event,  # type: ignore[arg-type]
+        event=event,  # type: ignore[arg-type]  # one of the union, by _MODELS
     )
 
 
@@ -481,9 +482,13 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
             f"occurred_at {event['occurred_at']} is before the order was issued "
             f"({state.issued['issued_at']})",
         )
-    following = replace(state, head=record_hash, seq=state.seq + 1)
+
+    def following(**changes: Any) -> OrderState:
+        # One copy of the state per event (dataclasses.replace is not cheap).
+        return replace(state, head=record_hash, seq=state.seq + 1, **changes)
+
     if kind == "accepted":
-        return replace(following, accepted=True)
+        return following(accepted=True)
     if kind == "amended":
         amended = event["purchase_order"]
         if (amended["buyer"]["ruc"], amended["order_number"]) != (
@@ -507,9 +512,9 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
             raise ChainRefusal(
                 "invalid", "an amendment cannot change the currency once invoiced or paid"
             )
-        return replace(following, current=amended)
+        return following(current=amended)
     if kind == "delivered":
-        return replace(following, delivered=True)
+        return following(delivered=True)
     if kind == "invoiced":
         invoice = event["invoice"]
         amount = _money_check(state, invoice["amount"], invoice["currency"], "invoice")
@@ -520,7 +525,7 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
                 f"invoices would total {_text(invoiced)}, above the order's total "
                 f"{state.current['total']} {state.currency}",
             )
-        return replace(following, invoiced=invoiced)
+        return following(invoiced=invoiced)
     if kind == "paid":
         payment = event["payment"]
         amount = _money_check(state, payment["amount"], payment["currency"], "payment")
@@ -531,13 +536,13 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
                 f"payments would total {_text(paid)}, above the order's total "
                 f"{state.current['total']} {state.currency} (already paid: {_text(state.paid)})",
             )
-        return replace(following, paid=paid)
+        return following(paid=paid)
     if kind == "cancelled":
-        return replace(following, cancelled=True)
+        return following(cancelled=True)
     if kind == "status":
-        return replace(following, last_status=event["status"], last_status_at=occurred)
+        return following(last_status=event["status"], last_status_at=occurred)
     if kind == "document":
-        return following
+        return following()
     raise ChainRefusal("invalid", f"unknown event type {kind!r}")
 
 

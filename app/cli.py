@@ -622,10 +622,14 @@ def serve(
     from app.serving import ServeError
     from app.serving import serve as run_uvicorn
 
-    _settings()  # refuse bad settings before forking workers
-    os.environ["ANCLA_RUN_WORKER"] = "0" if no_worker else "1"
+    settings = _settings()  # refuse bad settings before forking workers
+    if not no_worker and not settings.contract_address:
+        _fail("ANCLA_CONTRACT_ADDRESS is not set: deploy with `ancla deploy`, or serve --no-worker")
+    # The API processes never anchor: the anchor worker is a process of its own
+    # beside them (app.serving.AnchorProcess), unless --no-worker.
+    os.environ["ANCLA_RUN_WORKER"] = "0"
     try:
-        run_uvicorn(host=host, port=port, workers=workers)
+        run_uvicorn(host=host, port=port, workers=workers, anchor=not no_worker)
     except ServeError as exc:
         _fail(str(exc))
 

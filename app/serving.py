@@ -17,7 +17,10 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import subprocess
 import sys
+import threading
+import time
 from typing import Any, cast
 
 import uvicorn
@@ -33,9 +36,11 @@ class ServeError(Exception):
     """`ancla serve` cannot serve: its address is taken, or its workers cannot start."""
 
 
-def serve(*, host: str, port: int, workers: int) -> None:
+def serve(*, host: str, port: int, workers: int, anchor: bool = True) -> None:
     """Run the API as uvicorn; several workers get a socket each where the kernel
-    can balance between them (Linux), else uvicorn's one shared socket."""
+    can balance between them (Linux), else uvicorn's one shared socket. With
+    ``anchor``, the anchor worker runs beside them in a process of its own."""
+    anchoring = AnchorProcess() if anchor else None
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
@@ -45,7 +50,13 @@ def serve(*, host: str, port: int, workers: int) -> None:
         "proxy_headers": True,
     }
     if workers == 1 or not sys.platform.startswith("linux"):
-        uvicorn.run(APP, **options)
+        try:
+            if anchoring is not None:
+                anchoring.start()
+            uvicorn.run(APP, **options)
+        finally:
+            if anchoring is not None:
+                anchoring.stop()
         return
     config = uvicorn.Config(APP, **options)
     address = listen_address(host, port)
@@ -61,9 +72,89 @@ def serve(*, host: str, port: int, workers: int) -> None:
     # an OwnSocket unpickles, in the worker, as that worker's own socket.
     listener = cast(socket.socket, OwnSocket(address, config.backlog))
     supervisor = Multiprocess(config, sockets=[listener])
-    supervisor.run()
+    try:
+        if anchoring is not None:
+            anchoring.start()
+        supervisor.run()
+    finally:
+        if anchoring is not None:
+            anchoring.stop()
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         raise ServeError("a worker could not start (see its message above); stopped")
+
+
+# Seconds between restarts of an anchor worker that exited; doubled each time
+# it dies again soon after starting, up to the maximum.
+_RESTART_AFTER = 1.0
+_RESTART_AFTER_MAX = 30.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `ancla serve` dies (even by SIGKILL),
+    so an anchor worker is never left running without the service that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class AnchorProcess:
+    """`ancla worker` beside the API processes, restarted whenever it exits.
+
+    The anchor worker seals, anchors and confirms. As a thread inside an API
+    process it shared that process's GIL with the requests, and under
+    sustained bulk load sealed more slowly than records arrived (86-96% of the
+    accepted rate, bench/ingest.py). A process of its own runs on whatever
+    core is free. Leadership is unchanged: one leader at a time
+    (app.services.leader), so a stand-by `ancla worker` elsewhere still works.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="anchor-process", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "app.cli", "worker"],
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+        )
+
+    def _watch(self) -> None:
+        wait = _RESTART_AFTER
+        while not self._stop.is_set():
+            process = self._process
+            assert process is not None  # noqa: S101 - spawned before watching
+            started = time.monotonic()
+            code = process.wait()
+            if self._stop.is_set():
+                return
+            wait = _RESTART_AFTER if time.monotonic() - started > 60 else wait
+            logger.error("the anchor worker exited (code %s); restarting in %.0f s", code, wait)
+            if self._stop.wait(wait):
+                return
+            wait = min(wait * 2, _RESTART_AFTER_MAX)
+            self._spawn()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
 
 
 Address = tuple[socket.AddressFamily, tuple[Any, ...]]

@@ -3,6 +3,7 @@ kernel spreads connections over the workers, and a replaced worker gets one too.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -164,3 +165,65 @@ def test_the_supervisor_stops_when_a_worker_cannot_listen(make_settings: Any) ->
     assert result.stderr.strip().endswith(
         "error: a worker could not start (see its message above); stopped"
     )
+
+
+def _anchor_processes(supervisor: int) -> list[int]:
+    """`ancla worker` children of the service (app.serving.AnchorProcess)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{supervisor}/task"):
+        with open(f"/proc/{supervisor}/task/{task}/children") as handle:
+            children += [int(pid) for pid in handle.read().split()]
+    return [
+        pid
+        for pid in children
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:4]
+        == [b"-m", b"app.cli", b"worker"]
+    ]
+
+
+def test_the_anchor_worker_is_a_process_of_its_own_restarted_when_it_dies(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    """`ancla serve` runs the anchor worker beside its API processes, off their GIL;
+    killed, it is started again and anchoring goes on; stopping the service stops it."""
+    import httpx
+
+    from tests.support.orders import BUYER_RUC, order
+
+    settings: Settings = make_settings(batch_max_age_seconds=0.5)
+    env = settings_env(settings)
+    added = ancla("agency", "add", "--ruc", BUYER_RUC, "--name", "MP", "--json", env=env)
+    assert added.returncode == 0, added.stderr
+    headers = {"Authorization": "Bearer " + json.loads(added.stdout)["api_key"]}
+    service, base = serve(env, tmp_path / "serve.log", workers=2, anchor=True)
+    try:
+        wait_until(lambda: len(_anchor_processes(service.process.pid)) == 1, timeout=30)
+        (first,) = _anchor_processes(service.process.pid)
+        second = first
+        # The API processes themselves run no anchor worker thread.
+        assert len(_workers(service.process.pid)) == 3  # two uvicorn workers + ancla worker
+
+        def anchored(number: int) -> None:
+            posted = httpx.post(f"{base}/v1/purchase-orders", json=order(number), headers=headers)
+            record_hash = posted.json()["hash"]
+            wait_until(
+                lambda: (
+                    httpx.get(f"{base}/v1/receipts/{record_hash}").json()["status"]
+                    in ("anchored", "final")
+                ),
+                timeout=60,
+            )
+
+        anchored(1)
+        os.kill(first, signal.SIGKILL)
+        wait_until(
+            lambda: (found := _anchor_processes(service.process.pid)) != [] and found != [first],
+            timeout=30,
+        )
+        anchored(2)
+        (second,) = _anchor_processes(service.process.pid)
+        log = (tmp_path / "serve.log").read_text()
+        assert "the anchor worker exited (code -9); restarting" in log
+    finally:
+        service.stop()
+    wait_until(lambda: not Path(f"/proc/{second}").exists(), timeout=10)

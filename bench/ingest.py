@@ -224,6 +224,8 @@ class Result:
     sealed: int = 0  # bulk: records the anchor worker sealed during the run
     queued_at_end: int = 0  # bulk: records not yet in a batch when it ended
     drained_after: float | None = None  # bulk: seconds until every record was sealed
+    # bulk: (seconds into the run, records queued for sealing), sampled every 2 s
+    queue: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -515,6 +517,30 @@ def db_state(database_url: str) -> dict[str, int]:
     }
 
 
+class QueueSampler:
+    """The pending queue's length every ``every`` seconds while a run lasts."""
+
+    def __init__(self, database_url: str, every: float = 2.0) -> None:
+        self.url, self.every = database_url, every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> QueueSampler:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            queued = db_state(self.url)["unbatched"]
+            self.samples.append((time.monotonic() - self._started, queued))
+
+
 # -- one configuration ---------------------------------------------------------------
 
 
@@ -563,16 +589,18 @@ def measure(
             after_bulk: dict[str, int] = {}
             if not args.no_bulk:
                 before_bulk = db_state(url)
-                bulk = run_bulk(
-                    server,
-                    api_key,
-                    clients=args.bulk_clients,
-                    seconds=args.seconds,
-                    size=args.bulk_size,
-                    prefix=f"B{run}",
-                    keep_alive=args.bulk_keep_alive,
-                    on_start=meter.start,
-                )
+                with QueueSampler(url) as sampler:
+                    bulk = run_bulk(
+                        server,
+                        api_key,
+                        clients=args.bulk_clients,
+                        seconds=args.seconds,
+                        size=args.bulk_size,
+                        prefix=f"B{run}",
+                        keep_alive=args.bulk_keep_alive,
+                        on_start=meter.start,
+                    )
+                bulk.queue = sampler.samples
                 bulk.cores = meter.stop()
                 after_bulk = db_state(url)
                 # The anchor worker seals while the load runs: what it kept up with.
@@ -833,6 +861,7 @@ def main() -> None:
     sys.stdout.flush()
     rows: list[list[Any]] = []
     cpu_rows: list[list[Any]] = []
+    queues: list[tuple[str, list[tuple[float, int]]]] = []
     with tempfile.TemporaryDirectory(prefix="ancla-bench-") as tmp:
         work_dir = Path(tmp)
         node = start_node(work_dir / "hardhat")
@@ -885,6 +914,8 @@ def main() -> None:
                                     f"{r.requests} req {_statuses(r)}",
                                 ]
                             )
+                        if bulk is not None:
+                            queues.append((f"{backend}, {workers} workers", bulk.queue))
                         for r in (single, bulk, events):
                             if r is None:
                                 continue
@@ -967,6 +998,11 @@ def main() -> None:
             title="Cores used during each run (CPU s per wall s; the machine has 2; 'machine' "
             "is everything busy on it, other sessions' work included)",
         )
+    if queues:
+        print()
+        print("Records queued for sealing during each bulk run (seconds into it: records)")
+        for label, samples in queues:
+            print(f"  {label}: " + "  ".join(f"{at:.0f}s:{n:,}" for at, n in samples))
 
 
 def _wait_until_sealed(database_url: str, limit: float = 180.0) -> float | None:

@@ -2,13 +2,19 @@
 
 A package is a head (:class:`PackageInfo`: uri, publishedDate, publisher, the
 extensions it uses) and the releases, or one record per ocid with its
-``compiledRelease``. OCDS packages hold at least one release, so an export
+``compiledRelease`` and ``versionedRelease``. OCDS packages hold at least one release, so an export
 with nothing to publish raises :class:`EmptyPackage` rather than write an
 invalid package.
 
 Writers stream: packages are written one release (or record) at a time from
 iterators (:func:`app.opendata.export.export_releases` reads the database with
 ``yield_per``); nothing holds the whole ledger in memory.
+
+Merging follows the OCDS merge rules through ``ocdsmerge``, the Open
+Contracting Partnership's reference implementation, with the rules read from
+the OCDS 1.1.5 release schema shipped beside this module
+(``release-schema-1.1.5.json``, a byte-for-byte copy of the published one)
+with the Ancla extension's patch applied, so merging never fetches a schema.
 """
 
 from __future__ import annotations
@@ -18,19 +24,32 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from itertools import groupby
+from pathlib import Path
 from typing import IO, Any, Final
 
+from ocdsmerge import Merger
+
 from app.errors import InvalidInput
-from app.opendata.mapping import OCDS_VERSION, JsonObject, extension_url, ocds_datetime
+from app.opendata.mapping import (
+    EXTENSION_DIR,
+    OCDS_VERSION,
+    JsonObject,
+    extension_url,
+    ocds_datetime,
+)
 
 __all__ = [
     "EmptyPackage",
     "PackageInfo",
     "compiled_release",
     "export_package_info",
+    "merge_rules",
+    "merge_schema",
     "record_package",
     "release_package",
+    "versioned_release",
     "write_record_package",
     "write_release_package",
 ]
@@ -89,35 +108,75 @@ def release_package(releases: Iterable[Mapping[str, Any]], info: PackageInfo) ->
     return package
 
 
-# Release fields the schema marks omitWhenMerged (1.1.5: id, date, tag) and the
-# extension's proof, which belongs to one release.
-_OMIT_WHEN_MERGED: Final = ("id", "date", "tag", "ancla")
+# The OCDS 1.1.5 release schema (tests/vectors/ocds/SOURCES.md says where from).
+RELEASE_SCHEMA_PATH: Final = Path(__file__).with_name("release-schema-1.1.5.json")
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON Merge Patch: how an OCDS extension's schema applies to the release schema."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+def merge_schema() -> JsonObject:
+    """The release schema Ancla's releases follow: OCDS 1.1.5 with the Ancla extension."""
+    official = json.loads(RELEASE_SCHEMA_PATH.read_text("utf-8"))
+    patch = json.loads((EXTENSION_DIR / "release-schema.json").read_text("utf-8"))
+    patched: JsonObject = _merge_patch(official, patch)
+    return patched
+
+
+@cache
+def _merger() -> Merger:
+    # The merge rules (omitWhenMerged, wholeListMerge) read once from the schema.
+    return Merger(schema=merge_schema())
+
+
+def merge_rules() -> dict[tuple[str, ...], str]:
+    """The OCDS merge rules of :func:`merge_schema`, as ocdsmerge reads them: field
+    path -> ``omitWhenMerged`` or ``wholeListMerge``."""
+    return dict(_merger().merge_rules)
+
+
+def _of_one_ocid(releases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if not releases:
+        raise ValueError("no releases to merge")
+    ocids = {release["ocid"] for release in releases}
+    if len(ocids) != 1:
+        raise ValueError(f"releases of one ocid are merged, not of {len(ocids)}")
+    # Copies: the merged release must share no list or object with the releases.
+    return [copy.deepcopy(dict(release)) for release in releases]
 
 
 def compiled_release(releases: Sequence[Mapping[str, Any]]) -> JsonObject:
-    """The compiled release of one ocid.
+    """The compiled release of one ocid: its releases merged by the OCDS merge rules.
 
-    Ancla publishes one release per ocid (one per recorded order), so the
-    compiled release is that release without its per-release fields. Merging
-    several releases needs the OCDS merge rules (identifier merges of
-    arrays), which nothing here needs yet: that is refused, not guessed.
+    ocdsmerge merges them in date order, oldest first (equal dates in the
+    order given: an order's history), exactly as OCDS tools compile the
+    published releases. It compares dates as text: exact for dates of one UTC
+    offset (Peru's -05:00); dates in mixed offsets may merge out of order.
+    Fields the schema marks ``omitWhenMerged`` (``id``, ``date``, ``tag``,
+    the extension's ``ancla`` proof) are left out; the
+    compiled release's id is ``<ocid>-<latest date>`` and its tag
+    ``compiled``. Raises ValueError for no releases, or releases of several ocids.
     """
-    if len(releases) != 1:
-        raise ValueError(
-            f"compiling {len(releases)} releases of one ocid needs the OCDS merge rules;"
-            " Ancla publishes one release per ocid"
-        )
-    (release,) = releases
-    compiled: JsonObject = {
-        "ocid": release["ocid"],
-        "id": f"{release['ocid']}-{release['date']}",
-        "date": release["date"],
-        "tag": ["compiled"],
-    }
-    for key, value in release.items():
-        if key not in compiled and key not in _OMIT_WHEN_MERGED:
-            compiled[key] = copy.deepcopy(value)
+    compiled: JsonObject = _merger().create_compiled_release(_of_one_ocid(releases))
     return compiled
+
+
+def versioned_release(releases: Sequence[Mapping[str, Any]]) -> JsonObject:
+    """The versioned release of one ocid (OCDS merge rules, date order as in
+    :func:`compiled_release`): each field's successive values, each with the
+    ``releaseID``, ``releaseDate`` and ``releaseTag`` of the release that set it."""
+    versioned: JsonObject = _merger().create_versioned_release(_of_one_ocid(releases))
+    return versioned
 
 
 def _record(releases: Sequence[Mapping[str, Any]], release_package_uri: str | None) -> JsonObject:
@@ -131,6 +190,7 @@ def _record(releases: Sequence[Mapping[str, Any]], release_package_uri: str | No
         "ocid": releases[0]["ocid"],
         "releases": linked if linked is not None else [dict(r) for r in releases],
         "compiledRelease": compiled_release(releases),
+        "versionedRelease": versioned_release(releases),
     }
 
 
@@ -155,7 +215,8 @@ def record_package(
     *,
     release_package_uri: str | None = None,
 ) -> JsonObject:
-    """An OCDS record package: one record per ocid with its ``compiledRelease``.
+    """An OCDS record package: one record per ocid with its ``compiledRelease`` and
+    ``versionedRelease``.
 
     Releases are embedded, or linked (``<release_package_uri>#<release id>``)
     when the release package they are published in is given.

@@ -616,7 +616,12 @@ def test_extension_files() -> None:
     assert (mapping.EXTENSION_DIR / "README.md").is_file()
     patched = release_schema(extended=True)
     Draft4Validator.check_schema(patched)
-    assert patched["properties"]["ancla"]["$ref"] == "#/definitions/AnclaProof"
+    # omitWhenMerged beside a $ref would be lost: draft 4 ignores a $ref's siblings, and so
+    # do the tools that dereference (jsonref, hence ocdsmerge), so the proof is inline.
+    proof = patched["properties"]["ancla"]
+    assert proof["omitWhenMerged"] is True and "$ref" not in proof
+    assert proof["type"] == "object" and "recordHash" in proof["required"]
+    assert ("ancla",) in packages.merge_rules() and "ancla" not in patched["required"]
     # The patch only adds: every official property is still there, unchanged.
     official = release_schema(extended=False)
     assert all(patched["properties"][key] == value for key, value in official["properties"].items())
@@ -651,8 +656,10 @@ def test_writers_stream_one_release_at_a_time() -> None:
     assert out.getvalue() == ""  # nothing half-written
     with pytest.raises(packages.EmptyPackage):
         packages.release_package([], PACKAGE)
-    with pytest.raises(ValueError, match="merge rules"):
-        packages.compiled_release([releases[0], releases[0]])
+    with pytest.raises(ValueError, match="releases of one ocid are merged, not of 2"):
+        packages.compiled_release(releases[:2])
+    with pytest.raises(ValueError, match="no releases to merge"):
+        packages.compiled_release([])
 
 
 # --- import: real and fictional packages -------------------------------------------------------

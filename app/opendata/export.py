@@ -1,10 +1,13 @@
 """Open data out of the ledger: its purchase orders as OCDS releases and as CSV (DESIGN §4, §5).
 
-The recorded orders are read in ledger order, each with the receipt the API
-would serve for it (:func:`_stored_orders`, the one query), and become OCDS
-releases (:func:`app.opendata.mapping.release_for`) or CSV rows
-(:data:`CSV_COLUMNS`). Reading is streamed with ``yield_per``: nothing holds
-the whole ledger in memory.
+The recorded orders are read in ledger order, each with the status and anchor
+the API would serve for it. For OCDS, each order comes with its history (its
+``ancla/order-event/1`` records, found link by link through the chain index,
+as app.services.chains reads chains) and becomes one release per record
+(:func:`app.opendata.mapping.history_releases`); for CSV, each order is one
+row (:data:`CSV_COLUMNS`). Reading is streamed (``yield_per`` for CSV, a few
+hundred orders and their histories at a time for OCDS): nothing holds the
+whole ledger in memory.
 
 :func:`write_export` is the one place that picks the writer for a format:
 ``ancla export`` and the export routes both call it.
@@ -13,22 +16,28 @@ the whole ledger in memory.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Final, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure
-from app.models import Batch, Record
-from app.opendata.mapping import DEFAULT_OCID_PREFIX, JsonObject, release_for
+from app.models import Batch, ChainTarget, Record
+from app.opendata.mapping import (
+    DEFAULT_OCID_PREFIX,
+    JsonObject,
+    ProvenRecord,
+    history_releases,
+)
 from app.opendata.packages import (
     export_package_info,
     write_record_package,
     write_release_package,
 )
+from app.records.order_event import ORDER_EVENT_SCHEMA
 from app.records.purchase_order import PURCHASE_ORDER_SCHEMA
 from app.services.receipts import (
     PublicStatus,
@@ -77,6 +86,9 @@ CSV_COLUMNS: Final = (
 
 # Rows fetched per round trip when streaming the ledger out.
 _YIELD_PER: Final = 1000
+# Orders whose histories are read together (one IN list per step along the
+# chains; under SQLite's limit of variables per statement).
+_HISTORIES_PER_ROUND: Final = 500
 
 
 # --- Out: from the ledger ----------------------------------------------------------------
@@ -91,36 +103,97 @@ class _Stored:
     anchor: Anchor | None
 
 
-def _stored_orders(
-    session: Session, buyer: str | None, since: datetime | None, genesis: str | None
-) -> Iterator[_Stored]:
-    """Purchase-order records in ledger order, each with the status and anchor the
-    API would serve for it. ``genesis``: the chain's, as for receipts."""
+def _stored(
+    record_id: int,
+    record_hash: str,
+    canonical: bytes,
+    batch: Batch | None,
+    target: ChainTarget | None,
+    genesis: str | None,
+) -> _Stored:
+    # Publishing a proof for bytes that no longer hash to it would be a lie.
+    actual = hash_canonical(canonical)
+    if actual != record_hash:
+        raise IntegrityFailure(
+            f"record {record_id}: stored bytes hash to {actual}, not {record_hash};"
+            " run `ancla verify`"
+        )
+    return _Stored(
+        record=parse_record(canonical),
+        record_hash=record_hash,
+        status=public_status(batch, target, genesis=genesis),
+        anchor=public_anchor(batch, target, genesis=genesis),
+    )
+
+
+def _orders_query(buyer: str | None, since: datetime | None) -> Select[Record, Batch]:
     query = (
         with_batch(select(Record, Batch))
         .where(Record.schema == PURCHASE_ORDER_SCHEMA)
         .order_by(Record.id)
-        .execution_options(yield_per=_YIELD_PER)
     )
     if buyer is not None:
         query = query.where(Record.buyer_ruc == buyer)
     if since is not None:
         query = query.where(Record.issued_at >= since)
+    return query
+
+
+def _stored_orders(
+    session: Session, buyer: str | None, since: datetime | None, genesis: str | None
+) -> Iterator[_Stored]:
+    """Purchase-order records in ledger order, each with the status and anchor the
+    API would serve for it. ``genesis``: the chain's, as for receipts."""
+    query = _orders_query(buyer, since).execution_options(yield_per=_YIELD_PER)
     target = chain_target(session)
     for stored, batch in session.execute(query):
-        # Publishing a proof for bytes that no longer hash to it would be a lie.
-        actual = hash_canonical(stored.canonical)
-        if actual != stored.hash:
-            raise IntegrityFailure(
-                f"record {stored.id}: stored bytes hash to {actual}, not {stored.hash};"
-                " run `ancla verify`"
+        yield _stored(stored.id, stored.hash, stored.canonical, batch, target, genesis)
+
+
+def _stored_histories(
+    session: Session, buyer: str | None, since: datetime | None, genesis: str | None
+) -> Iterator[list[_Stored]]:
+    """Each purchase order's history (DESIGN §2), orders in ledger order: its
+    record, then its events in chain order, each with its status and anchor.
+
+    A round reads the next orders (keyset on the id, no cursor left open),
+    then their events one chain link at a time: an event's identity is its
+    prev (app.records.order_event), so each step is one lookup in the unique
+    (schema, identity) index for all the round's chains at once.
+    """
+    target = chain_target(session)
+    after = 0
+    while True:
+        rows = session.execute(
+            _orders_query(buyer, since).where(Record.id > after).limit(_HISTORIES_PER_ROUND)
+        ).all()
+        if not rows:
+            return
+        after = rows[-1][0].id
+        histories: dict[str, list[_Stored]] = {}
+        # The hash of each chain's latest record read -> the chain (its order's hash).
+        frontier: dict[str, str] = {}
+        for stored, batch in rows:
+            histories[stored.hash] = [
+                _stored(stored.id, stored.hash, stored.canonical, batch, target, genesis)
+            ]
+            frontier[stored.hash] = stored.hash
+        while frontier:
+            following: dict[str, str] = {}
+            events = session.execute(
+                with_batch(
+                    select(Record.id, Record.hash, Record.canonical, Record.identity, Batch)
+                ).where(Record.schema == ORDER_EVENT_SCHEMA, Record.identity.in_(sorted(frontier)))
             )
-        yield _Stored(
-            record=parse_record(stored.canonical),
-            record_hash=stored.hash,
-            status=public_status(batch, target, genesis=genesis),
-            anchor=public_anchor(batch, target, genesis=genesis),
-        )
+            for record_id, record_hash, canonical, prev, batch in events:
+                assert prev is not None  # noqa: S101 - it matched the frontier
+                chain = frontier[prev]
+                histories[chain].append(
+                    _stored(record_id, record_hash, canonical, batch, target, genesis)
+                )
+                following[record_hash] = chain
+            frontier = following
+        yield from histories.values()
 
 
 def export_releases(
@@ -132,25 +205,42 @@ def export_releases(
     ocid_prefix: str = DEFAULT_OCID_PREFIX,
     genesis: str | None = None,
 ) -> Iterator[JsonObject]:
-    """One OCDS release per recorded purchase order, streamed in ledger order.
+    """One OCDS release per record of each recorded purchase order's history:
+    orders in ledger order, each order's releases (its own, then one per
+    event) together and in history order (app.opendata.mapping.history_releases).
 
     ``buyer`` filters on the buyer's RUC and ``since`` (aware) on the issue
-    time. Proof URLs are ``<base_url>/v1/receipts/<hash>`` and
-    ``<base_url>/v1/records/<hash>``; with no base URL they are those paths
-    on the publishing service. Raises IntegrityFailure if a stored record no
-    longer hashes to its hash.
+    time of the orders (an order comes with its whole history). Proof URLs are
+    ``<base_url>/v1/receipts/<hash>`` and ``<base_url>/v1/records/<hash>``;
+    with no base URL they are those paths on the publishing service. Raises
+    IntegrityFailure if a stored record no longer hashes to its hash or a
+    stored history breaks its rules.
     """
     base = base_url.rstrip("/")
-    for stored in _stored_orders(session, buyer, since, genesis):
-        yield release_for(
-            stored.record,
+    for history in _stored_histories(session, buyer, since, genesis):
+        yield from _releases_of(history, base, ocid_prefix)
+
+
+def _releases_of(history: Sequence[_Stored], base: str, ocid_prefix: str) -> Iterator[JsonObject]:
+    proven = [
+        ProvenRecord(
+            record=stored.record,
             record_hash=stored.record_hash,
             receipt_url=f"{base}/v1/receipts/{stored.record_hash}",
             record_url=f"{base}/v1/records/{stored.record_hash}",
             status=stored.status,
             anchor=stored.anchor,
-            ocid_prefix=ocid_prefix,
         )
+        for stored in history
+    ]
+    try:
+        yield from history_releases(proven, ocid_prefix=ocid_prefix)
+    except ValueError as exc:
+        # Ingest refuses such records: the stored ledger was changed, or its rules.
+        raise IntegrityFailure(
+            f"the history of order {history[0].record_hash} cannot be published: {exc};"
+            " run `ancla verify`"
+        ) from None
 
 
 # --- Out: CSV --------------------------------------------------------------------------------
@@ -238,11 +328,12 @@ def write_export(
     publisher_name: str = "Ancla",
     genesis: str | None = None,
 ) -> int:
-    """Write the recorded purchase orders to ``fp`` in ``format``; returns how many.
+    """Write the recorded purchase orders to ``fp`` in ``format``; returns how many orders.
 
-    ``"ocds"`` is a release package, ``"ocds-record"`` a record package (one
-    record per ocid, releases embedded), ``"csv"`` one row per order
-    (:data:`CSV_COLUMNS`). ``buyer`` and ``since`` filter as in
+    ``"ocds"`` is a release package (one release per record of each order's
+    history), ``"ocds-record"`` a record package (one record per order, its
+    releases embedded, with their compiled and versioned releases), ``"csv"``
+    one row per order (:data:`CSV_COLUMNS`). ``buyer`` and ``since`` filter as in
     :func:`export_releases`; ``base_url`` is the service's public URL (the
     proof and extension URLs start with it), ``uri`` the package's own URL
     (default ``<base_url>/v1/export/ocds``) and ``publisher_name`` its publisher.
@@ -267,6 +358,19 @@ def write_export(
         uri=uri if uri is not None else f"{base}/v1/export/ocds",
         publisher_name=publisher_name,
     )
-    if format == "ocds":
-        return write_release_package(fp, releases, info)
-    return write_record_package(fp, releases, info)
+    if format == "ocds-record":
+        return write_record_package(fp, releases, info)
+    orders = 0
+
+    def counted() -> Iterator[JsonObject]:
+        # An order's releases are consecutive: count its ocid once.
+        nonlocal orders
+        ocid = None
+        for release in releases:
+            if release["ocid"] != ocid:
+                ocid = release["ocid"]
+                orders += 1
+            yield release
+
+    write_release_package(fp, counted(), info)
+    return orders

@@ -7,11 +7,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import ReadSessionDep, RuntimeDep, SessionDep
 from app.api.strict_json import ParsedJSONRoute
-from app.services.batches import batch_view, get_batch, get_batch_tree, list_batches
+from app.services.batches import (
+    batch_records,
+    batch_view,
+    get_batch,
+    get_batch_tree,
+    list_batches,
+)
 from app.services.documents import records_binding
 from app.services.receipts import get_receipt, get_record_bytes, verify
 
@@ -103,6 +110,21 @@ def batch(batch_id: BatchId, session: SessionDep) -> dict[str, Any]:
 def batch_tree(batch_id: BatchId, session: SessionDep) -> dict[str, Any]:
     """Load it with `StandardMerkleTree.load(dump)` from @openzeppelin/merkle-tree."""
     return get_batch_tree(session=session, batch_id=batch_id)
+
+
+@router.get(
+    "/v1/batches/{batch_id}/records",
+    summary="Every record of the batch as recorded, one RFC 8785 JSON per line, in tree order",
+    responses={200: {"content": {"application/x-ndjson": {}}}, 404: PROBLEM, 422: PROBLEM},
+    response_class=StreamingResponse,
+)
+def batch_records_route(batch_id: BatchId, session: SessionDep) -> StreamingResponse:
+    """Line i is the record whose hash is value i of `/v1/batches/{id}/tree`: keccak256
+    of the line's bytes (without its newline) is that hash. Streamed; for mirrors and
+    monitors (`ancla monitor`)."""
+    return StreamingResponse(
+        batch_records(session=session, batch_id=batch_id), media_type="application/x-ndjson"
+    )
 
 
 @router.get(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import IntegrityFailure, NotFound
-from app.models import SUBMITTED, Batch
+from app.models import SUBMITTED, Batch, BatchEntry, Record
 from app.services.batching import batch_tree
+
+# Records read per round trip (a server-side cursor on PostgreSQL) and sent per
+# chunk of the response: one thread hop per chunk, not per record, and never
+# more than this many records in memory whatever the batch's size.
+RECORDS_PER_CHUNK: Final = 1000
 
 
 def batch_view(batch: Batch) -> dict[str, Any]:
@@ -77,3 +83,30 @@ def get_batch_tree(*, session: Session, batch_id: int) -> dict[str, Any]:
             f"batch {batch_id}'s records do not rebuild its root; run `ancla verify`"
         )
     return tree.dump()
+
+
+def batch_records(*, session: Session, batch_id: int) -> Iterator[bytes]:
+    """Every record of the batch as recorded, one RFC 8785 JSON per line, in tree
+    order (``batch_entries.position``): what ``GET /v1/batches/{id}/records``
+    streams, for mirrors and monitors (DESIGN §4, §9).
+
+    NotFound is raised here, before anything is sent, for an unknown batch; the
+    records are then read ``RECORDS_PER_CHUNK`` at a time, each chunk ready to
+    send. The stored bytes are sent as they are, never re-encoded: a record that
+    no longer hashes to its leaf must be seen so by whoever checks. Canonical
+    JSON holds no raw newline, so a line is a record.
+    """
+    get_batch(session=session, batch_id=batch_id)
+    query = (
+        select(Record.canonical)
+        .join(BatchEntry, BatchEntry.record_id == Record.id)
+        .where(BatchEntry.batch_id == batch_id)
+        .order_by(BatchEntry.position)
+        .execution_options(yield_per=RECORDS_PER_CHUNK)
+    )
+
+    def chunks() -> Iterator[bytes]:
+        for partition in session.scalars(query).partitions():
+            yield b"\n".join(partition) + b"\n"
+
+    return chunks()

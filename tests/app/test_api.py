@@ -594,6 +594,33 @@ def test_batches_and_tree_dump(client: TestClient, api_key: str, runtime: Runtim
     assert_problem(client.get("/v1/batches", params={"limit": 1000}), 422, "limit")
 
 
+def test_a_batchs_records_stream_as_ndjson_in_tree_order(
+    client: TestClient, api_key: str, runtime: Runtime
+) -> None:
+    hashes = [
+        client.post("/v1/purchase-orders", json=order(80 + i), headers=auth(api_key)).json()[
+            "hash"
+        ]
+        for i in range(5)
+    ]
+    anchor_all(runtime)
+    dump = client.get("/v1/batches/1/tree").json()
+    response = client.get("/v1/batches/1/records")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
+    lines = response.content.split(b"\n")
+    assert lines.pop() == b""  # every line ends with its newline
+    # Line i is value i of the tree, as recorded: its bytes hash to it.
+    assert [record_hash(json.loads(line)) for line in lines] == [
+        v["value"][0] for v in dump["values"]
+    ]
+    assert sorted(v["value"][0] for v in dump["values"]) == sorted(hashes)
+    for line in lines:
+        assert client.get(f"/v1/records/{record_hash(json.loads(line))}").content == line
+    assert_problem(client.get("/v1/batches/2/records"), 404, "no batch 2")
+    assert_problem(client.get("/v1/batches/0/records"), 422, "batch_id")
+
+
 # -- operations ------------------------------------------------------------------------
 
 
@@ -644,6 +671,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         "/v1/batches",
         "/v1/batches/{batch_id}",
         "/v1/batches/{batch_id}/tree",
+        "/v1/batches/{batch_id}/records",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -353,3 +353,74 @@ class ChainTarget(Base):
     genesis_hash: Mapped[str] = mapped_column(String(66))
     contract: Mapped[str] = mapped_column(String(42))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- an independent monitor's own tables (`ancla monitor`, DESIGN §9) ------------------
+#
+# A monitor's mirror is an Ancla database of its own: the records, batches and batch
+# entries it verified against the chain, in the tables above (so `ancla export` reads
+# a mirror as it reads a service's database), and these three tables of its progress
+# and findings. A service's database leaves them empty.
+
+# The one row of monitor_state.
+MONITOR_STATE_ID = 1
+# A monitor's batches: anchored on chain and not checked yet; checked, every check
+# passed and all its records mirrored; checked, with findings (what verified is mirrored).
+SEEN, VERIFIED, FLAWED = "seen", "verified", "flawed"
+MONITOR_BATCH_STATUSES = (SEEN, VERIFIED, FLAWED)
+
+
+class MonitorState(Base):
+    """What a monitor watches (one row, MONITOR_STATE_ID) and how far it read the chain."""
+
+    __tablename__ = "monitor_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    genesis_hash: Mapped[str] = mapped_column(String(66))
+    contract: Mapped[str] = mapped_column(String(42))
+    api_url: Mapped[str] = mapped_column(String(500))
+    from_block: Mapped[int] = mapped_column(BigInteger)
+    # The last block whose BatchAnchored events are all in monitor_batches (None: none yet).
+    scanned_to: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The highest batch id seen anchored (None: none yet).
+    last_batch_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MonitorBatch(Base):
+    """One batch anchored on chain, as the chain's event tells it, and the monitor's
+    verdict on what the service serves of it."""
+
+    __tablename__ = "monitor_batches"
+
+    batch_id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(66))
+    leaf_count: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # How many times its served tree and records were checked.
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class MonitorFinding(Base):
+    """A finding, once per kind and subject (``fingerprint``), with when it was seen."""
+
+    __tablename__ = "monitor_findings"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    record_hash: Mapped[str | None] = mapped_column(String(66), default=None)
+    # The order it concerns, as its identity says it ("buyer RUC/order number").
+    order_ref: Mapped[str | None] = mapped_column(String(200), default=None)
+    message: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)

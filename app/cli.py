@@ -710,6 +710,12 @@ def verify_command(
             min=0, help="Seconds a record may stay unanchored [default: batch max age + 300]"
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Processes checking ranges of batches at once (default: 1)"
+        ),
+    ] = 1,
     rpc: RpcOption = None,
     database_url: DatabaseOption = None,
     as_json: JsonOption = False,
@@ -722,7 +728,7 @@ def verify_command(
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.db import make_engine, make_session_factory
-    from app.services.audit import Auditor, AuditScope
+    from app.services.audit import Auditor, AuditScope, WorkerSetup
     from ledger.chain import ChainClient
 
     settings = _settings(rpc_url=rpc, database_url=database_url)
@@ -758,7 +764,13 @@ def verify_command(
             )
             task = progress.add_task("records", total=auditor.count_records(scope))
             auditor.progress = lambda n: progress.advance(task, n)
-            report = auditor.run(scope)
+            worker = WorkerSetup(
+                database_url=settings.database_url,
+                rpc_url=settings.rpc_url,
+                contract=settings.contract_address,
+                rpc_timeout=settings.rpc_timeout_seconds,
+            )
+            report = auditor.run(scope, jobs=jobs, worker=worker)
     except LedgerError as exc:
         _fail(f"could not check against the chain: {exc}")
     except SQLAlchemyError as exc:

@@ -15,8 +15,10 @@ asks the chain per batch, never per record.
 from __future__ import annotations
 
 import hmac
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import InvalidOperation
@@ -335,7 +337,17 @@ class Auditor:
             query = query.where(Record.buyer_ruc == scope.buyer)
         return query
 
-    def run(self, scope: AuditScope | None = None) -> AuditReport:
+    def run(
+        self, scope: AuditScope | None = None, *, jobs: int = 1, worker: WorkerSetup | None = None
+    ) -> AuditReport:
+        """Audit ``scope`` (default: the whole ledger).
+
+        With ``jobs`` > 1 (and ``worker``, how a process of its own reaches the
+        same database and chain), the batches are checked by that many
+        processes, over contiguous ranges of batches, each with its own
+        database stream and chain requests; their findings are merged in batch
+        order, so the report is the one a single process makes.
+        """
         scope = scope or AuditScope()
         report = AuditReport()
         # One read of the chain's anchors (eth_getLogs), grouped by batch id.
@@ -347,25 +359,10 @@ class Auditor:
         with self.session_factory() as session:
             batches = self._batches_in_scope(session, scope)
             self._check_batch_ids(session, scope, events, report)
-            rows = self._batched_rows(session, scope, batches)
-            try:
-                for start in range(0, len(batches), _CHAIN_WINDOW):
-                    window = batches[start : start + _CHAIN_WINDOW]
-                    facts = self._anchor_facts(window, events)
-                    for batch in window:
-                        self._check_batch(
-                            session,
-                            batch,
-                            rows.get(batch.id),
-                            events.get(batch.id, []),
-                            facts.get(batch.id),
-                            head,
-                            now,
-                            report,
-                        )
-                rows.finish()
-            finally:
-                rows.close()
+            if jobs > 1 and worker is not None and len(batches) > 1:
+                self._check_batches_in_processes(batches, events, head, now, report, jobs, worker)
+            else:
+                self.check_batches(session, scope, batches, events, head, now, report)
             self._check_pending(session, scope, now, report)
             self._check_queued_in_batch(session, scope, report)
             self._check_references(session, scope, report)
@@ -375,6 +372,75 @@ class Auditor:
                     session=session, buyer=scope.buyer, add=report.add
                 )
         return report
+
+    def check_batches(
+        self,
+        session: Session,
+        scope: AuditScope,
+        batches: list[Batch],
+        events: dict[int, list[AnchorEvent]],
+        head: int,
+        now: datetime,
+        report: AuditReport,
+    ) -> None:
+        """Every record of ``batches`` re-hashed, their roots rebuilt, their anchors checked."""
+        rows = self._batched_rows(session, scope, batches)
+        try:
+            for start in range(0, len(batches), _CHAIN_WINDOW):
+                window = batches[start : start + _CHAIN_WINDOW]
+                facts = self._anchor_facts(window, events)
+                for batch in window:
+                    self._check_batch(
+                        session,
+                        batch,
+                        rows.get(batch.id),
+                        events.get(batch.id, []),
+                        facts.get(batch.id),
+                        head,
+                        now,
+                        report,
+                    )
+            rows.finish()
+        finally:
+            rows.close()
+
+    def _check_batches_in_processes(
+        self,
+        batches: list[Batch],
+        events: dict[int, list[AnchorEvent]],
+        head: int,
+        now: datetime,
+        report: AuditReport,
+        jobs: int,
+        worker: WorkerSetup,
+    ) -> None:
+        # Ranges of about equal records, several per process, so a slow range
+        # does not leave the other processes idle at the end.
+        ranges = _ranges(batches, jobs * 4)
+        tasks = [
+            _RangeTask(
+                worker=worker,
+                first=chunk[0].id,
+                last=chunk[-1].id,
+                batch_ids=[b.id for b in chunk],
+                events={b.id: events.get(b.id, []) for b in chunk},
+                head=head,
+                now=now,
+                confirmations=self.confirmations,
+                pending_window=self.pending_window,
+            )
+            for chunk in ranges
+        ]
+        # spawn, not fork: a forked child would share this process's open
+        # database connections (and close them when it exits).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            for part in pool.map(_audit_range, tasks):
+                report.records_checked += part.records_checked
+                report.batches_checked += part.batches_checked
+                report.anchors_checked += part.anchors_checked
+                report.discrepancies.extend(part.discrepancies)
+                self.progress(part.records_checked)
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
         return [e for e in events if e.contract == self.registry.address]
@@ -408,6 +474,9 @@ class Auditor:
             query = query.where(BatchEntry.batch_id == scope.batch_id)
         elif not scope.whole_ledger:
             query = query.where(BatchEntry.batch_id.in_([b.id for b in batches]))
+        elif batches:
+            # The whole ledger, or one process's contiguous range of it.
+            query = query.where(BatchEntry.batch_id.between(batches[0].id, batches[-1].id))
         # (batch, position) is unique: no third key, which PostgreSQL sorted on.
         query = query.order_by(BatchEntry.batch_id, BatchEntry.position)
         return _BatchedRows(_stream_records(session, query))
@@ -784,3 +853,76 @@ class Auditor:
                     record_id=row.id,
                     record_hash=row.hash,
                 )
+
+
+# -- the audit in several processes ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How an audit process of its own reaches the ledger and the chain."""
+
+    database_url: str
+    rpc_url: str
+    contract: str
+    rpc_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class _RangeTask:
+    worker: WorkerSetup
+    first: int
+    last: int
+    batch_ids: list[int]
+    events: dict[int, list[AnchorEvent]]
+    head: int
+    now: datetime
+    confirmations: int
+    pending_window: timedelta
+
+
+def _ranges(batches: list[Batch], parts: int) -> list[list[Batch]]:
+    """``batches`` (in id order) cut into up to ``parts`` runs of about equal records."""
+    total = sum(batch.size for batch in batches)
+    share = max(1, -(-total // parts))
+    ranges: list[list[Batch]] = [[]]
+    held = 0
+    for batch in batches:
+        if held >= share and ranges[-1]:
+            ranges.append([])
+            held = 0
+        ranges[-1].append(batch)
+        held += batch.size
+    return ranges
+
+
+def _audit_range(task: _RangeTask) -> AuditReport:
+    """One process's part of an audit: the batches of one range, as in-process."""
+    from app.db import dispose_engine, make_engine, make_session_factory
+
+    engine = make_engine(task.worker.database_url, pool_size=2)
+    try:
+        client = ChainClient(task.worker.rpc_url, timeout=task.worker.rpc_timeout)
+        auditor = Auditor(
+            session_factory=make_session_factory(engine),
+            client=client,
+            registry=client.registry(task.worker.contract),
+            confirmations=task.confirmations,
+            pending_window=task.pending_window,
+        )
+        report = AuditReport()
+        with auditor.session_factory() as session:
+            wanted = set(task.batch_ids)
+            batches = [
+                batch
+                for batch in session.scalars(
+                    select(Batch).where(Batch.id.between(task.first, task.last)).order_by(Batch.id)
+                )
+                if batch.id in wanted
+            ]
+            auditor.check_batches(
+                session, AuditScope(), batches, task.events, task.head, task.now, report
+            )
+        return report
+    finally:
+        dispose_engine(engine)

@@ -291,3 +291,54 @@ def test_cli_exit_codes_and_json(ledger: Any) -> None:
     assert down.returncode == 2 and "could not check against the chain" in down.stderr
     bad = ancla("verify", "--buyer", "123", env=env)
     assert bad.returncode == 2 and "--buyer must be an 11-digit RUC" in bad.stderr
+
+
+def test_discrepancies_found_in_worker_processes_are_reported_as_in_process(
+    ledger: Any,
+) -> None:
+    """`ancla verify --jobs N`: each process checks a range of batches; the merged report
+    is the one a single process makes, discrepancy for discrepancy, in batch order."""
+    from datetime import timedelta
+
+    from app.services.audit import Auditor, WorkerSetup
+
+    runtime, hashes = ledger
+    with runtime.session_factory() as session:
+        canonical = session.scalar(select(Record.canonical).where(Record.hash == hashes[4]))
+    assert canonical is not None
+    change(
+        runtime,
+        update(Record)
+        .where(Record.hash == hashes[4])
+        .values(canonical=canonical.replace(b'"total":"', b'"total":"9')),
+    )
+    change(runtime, update(Record).where(Record.hash == hashes[17]).values(total=1))
+    change(runtime, update(Batch).where(Batch.id == 3).values(root="0x" + "00" * 32))
+    registry = runtime.registry()
+    assert registry is not None
+    settings = runtime.settings
+    worker = WorkerSetup(
+        database_url=settings.database_url,
+        rpc_url=settings.rpc_url,
+        contract=registry.address,
+    )
+    seen: list[int] = []
+
+    def auditor() -> Auditor:
+        return Auditor(
+            session_factory=runtime.session_factory,
+            client=runtime.client,
+            registry=registry,
+            confirmations=1,
+            pending_window=timedelta(seconds=3600),
+            progress=seen.append,
+        )
+
+    alone = auditor().run()
+    together = auditor().run(jobs=2, worker=worker)
+    assert together.to_dict() == alone.to_dict()
+    assert kinds(together) == Counter(
+        # Batch 3: rebuilt vs stored, chain vs stored, and each of its 10 proofs.
+        {"tampered_record": 1, "derived_mismatch": 1, "root_mismatch": 12}
+    )
+    assert sum(seen) == 2 * together.records_checked == 64

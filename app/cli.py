@@ -1039,6 +1039,157 @@ def dev(
             node.stop()
 
 
+# -- monitor --------------------------------------------------------------------------
+
+
+@app.command("monitor")
+def monitor_command(
+    api: ApiOption = None,
+    rpc: RpcOption = None,
+    contract: Annotated[
+        str | None,
+        typer.Option(help="The AnchorRegistry's address [env: ANCLA_CONTRACT_ADDRESS]"),
+    ] = None,
+    from_block: Annotated[
+        int, typer.Option(min=0, help="First block to read (the registry's deployment block)")
+    ] = 0,
+    mirror: Annotated[
+        str, typer.Option(help="The mirror: a SQLite file, or a postgresql:// URL")
+    ] = "mirror.db",
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once/--follow",
+            help="Catch up, report and exit (the default), or keep up with new anchors",
+        ),
+    ] = True,
+    as_json: JsonOption = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="--follow: seconds between passes")
+    ] = 15.0,
+    recheck: Annotated[
+        int, typer.Option(min=0, help="Verified batches fetched again and compared, per pass")
+    ] = 10,
+    retries: Annotated[int, typer.Option(min=1, help="Attempts per request to the service")] = 4,
+    confirmations: ConfirmationsOption = 1,
+) -> None:
+    """Watch a service without trusting it: learn its batches from the chain, fetch each
+    batch's tree and records, check and mirror them, and report findings by kind (§9).
+
+    --once exit 0: clean. 1: findings. 2: could not run (bad arguments, mirror refused,
+    service or chain not answering). --follow: findings as JSON lines on stdout.
+    """
+    import os
+    import signal
+    import threading
+
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.services import monitor as mon
+    from app.services.mirror import MirrorRefused, describe_url, mirror_url
+
+    if not api:
+        _fail("monitor needs --api URL of the service to watch")
+    rpc_url = rpc or os.environ.get("ANCLA_RPC_URL")
+    address = contract or os.environ.get("ANCLA_CONTRACT_ADDRESS")
+    if not rpc_url or not address:
+        _fail("monitor needs --rpc URL of the chain and --contract ADDRESS of its registry")
+    _configure_logging(json_logs=as_json or not once)
+    url = mirror_url(mirror)
+    try:
+        upgrade_database(url)
+    except (SQLAlchemyError, CommandError) as exc:
+        _fail(f"cannot open the mirror {describe_url(url)}: {getattr(exc, 'orig', None) or exc}")
+    metrics = mon.MonitorMetrics()
+
+    def line(reported: mon.Reported) -> None:
+        # --follow: each finding once, when first seen (the mirror keeps them all).
+        if reported.new:
+            sys.stdout.write(json.dumps(reported.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+
+    try:
+        watcher = mon.open_monitor(
+            api_url=api,
+            rpc_url=rpc_url,
+            contract=address,
+            mirror_database_url=url,
+            from_block=from_block,
+            confirmations=confirmations,
+            recheck=recheck,
+            retry=mon.RetryPolicy(attempts=retries),
+            metrics=metrics,
+            on_finding=None if once else line,
+        )
+    except (mon.MonitorError, MirrorRefused) as exc:
+        _fail(str(exc))
+    except LedgerError as exc:
+        _fail(f"cannot read the chain at {rpc_url}: {exc}")
+    except SQLAlchemyError as exc:
+        _fail(f"mirror database error: {getattr(exc, 'orig', None) or exc}")
+    try:
+        if metrics_port is not None:
+            metrics.serve(metrics_port)
+        if not once:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            watcher.follow(stop=stop, interval=interval)
+            raise typer.Exit(0)
+        report = watcher.run_pass()
+        counts = mon.mirror_counts(watcher.engine)
+    except OSError as exc:
+        _fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror or exc}")
+    except SQLAlchemyError as exc:
+        _fail(f"mirror database error: {getattr(exc, 'orig', None) or exc}")
+    finally:
+        watcher.close()
+    _monitor_report(report.to_dict(), counts, describe_url(url), as_json)
+
+
+def _monitor_report(
+    report: dict[str, Any], counts: dict[str, int], mirror: str, as_json: bool
+) -> NoReturn:
+    """--once's report, then its exit code: 2 if the pass stopped, 1 findings, 0 clean."""
+    findings = report["findings"]
+    if as_json:
+        _print_json({**report, "mirror": {"url": mirror, **counts}})
+    else:
+        for finding in findings:
+            mark = "" if finding["new"] else " (seen before)"
+            out.print(
+                f"[bold red]{finding['kind']}[/]{mark}: {finding['message']}", highlight=False
+            )
+        scanned = (
+            f"read blocks {report['scanned_from']}-{report['scanned_to']}"
+            if report["scanned_from"] is not None
+            else f"nothing new on chain up to block {report['scanned_to']}"
+        )
+        new = sum(1 for finding in findings if finding["new"])
+        out.print(
+            f"{scanned}; {report['batches_checked']} batches checked, "
+            f"{report['batches_rechecked']} checked again; the mirror ({mirror}) holds "
+            f"{counts['verified']} verified batches, {counts['flawed']} with findings, "
+            f"{counts['seen']} not checked yet, {counts['records']:,} records "
+            f"({report['records_mirrored']:,} mirrored now); "
+            f"{len(findings)} findings ({new} new)",
+            highlight=False,
+        )
+    if report["error"] is not None:
+        err.print(
+            f"[bold red]error:[/] the pass stopped: {report['error']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_CANNOT_CHECK)
+    raise typer.Exit(EXIT_INVALID if findings else EXIT_VALID)
+
+
 def main() -> None:
     app()
 

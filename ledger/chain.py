@@ -523,9 +523,13 @@ class Registry:
         self.address = address
         self.contract = client.w3.eth.contract(address=address, abi=registry_artifact()["abi"])  # type: ignore[call-overload]
 
-    def next_batch_id(self) -> int:
+    def next_batch_id(self, *, block: int | None = None) -> int:
+        """The id the registry accepts next (at ``block``, default the latest): every
+        id below it has been anchored."""
+        at: Any = "latest" if block is None else block
         return self.client.call(
-            "nextBatchId", lambda: int(self.contract.functions.nextBatchId().call())
+            "nextBatchId",
+            lambda: int(self.contract.functions.nextBatchId().call(block_identifier=at)),
         )
 
     def root_of(self, batch_id: int) -> str:

@@ -10,13 +10,13 @@ chain's rules hold when folded from the root. Findings go to ``report``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from app.models import Record
@@ -79,6 +79,41 @@ def _check_schema(
                 checked += _check_chains(roots_session, rule, pending, add)
                 pending = []
         checked += _check_chains(roots_session, rule, pending, add)
+    return checked
+
+
+def check_chains_of(
+    *,
+    session: Session,
+    schema: RecordSchema,
+    keys: Iterable[tuple[Any, ...]],
+    add: Report,
+) -> int:
+    """Check the chains of ``schema`` whose shared columns (``chain_columns``) take one
+    of ``keys``, as :func:`check_histories` checks every chain; returns how many were
+    checked. A monitor checks the histories a batch touched this way, in its mirror.
+    """
+    rule = schema.chain
+    if rule is None:
+        return 0
+    shared = [getattr(Record, name) for name in rule.chain_columns]
+    wanted = sorted(set(keys))
+    checked = 0
+    for start in range(0, len(wanted), _ROOTS_PER_QUERY):
+        chunk = wanted[start : start + _ROOTS_PER_QUERY]
+        rows = session.execute(
+            select(Record.id, Record.hash, Record.canonical, *shared)
+            .where(Record.schema == schema.name, tuple_(*shared).in_(chunk))
+            .order_by(*shared, Record.id)
+        ).all()
+        chains = [
+            (_root_identity(schema, rule, links), links)
+            for links in (
+                [_Link(row[0], row[1], _parsed(row[2])) for row in group]
+                for _, group in groupby(rows, key=lambda row: tuple(row[3:]))
+            )
+        ]
+        checked += _check_chains(session, rule, chains, add)
     return checked
 
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/ancla.db"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,17 @@ class Settings(BaseSettings):
     json_logs: bool = True
     # A bulk request of 10,000 orders with items is about 10 MB.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # The public pages (DESIGN §9): the service's own address as printed in QR
+    # codes (the absolute URL of /r/{hash}), and the JSON-RPC endpoint visitors'
+    # browsers ask the chain through (None: rpc_url). A page's Content-Security-
+    # Policy lets scripts connect to that endpoint's origin and nowhere else.
+    public_url: str = Field(default=DEFAULT_PUBLIC_URL, pattern=r"^https?://[^?#\s]+$")
+    public_rpc_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
+    @property
+    def browser_rpc_url(self) -> str:
+        """The RPC endpoint the pages give visitors' browsers."""
+        return self.public_rpc_url or self.rpc_url
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:

@@ -19,7 +19,8 @@ access_log = logging.getLogger("ancla.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # JSON API responses never need to run scripts, be framed, or leak referrers.
-# The interactive docs (/docs, /redoc) load Swagger UI, so they get no CSP.
+# The interactive docs (/docs, /redoc) load Swagger UI, so they get no CSP. The
+# public pages (app.web) send a policy of their own, which is kept.
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -52,7 +53,7 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(_SECURITY_HEADERS)
-                if not docs:
+                if not docs and not any(name == _API_CSP[0] for name, _ in headers):
                     headers.append(_API_CSP)
                 message["headers"] = headers
             await send(message)

@@ -1012,9 +1012,12 @@ def dev(
             contract_address=contract,
             signer_key=signer_key,
             batch_max_age_seconds=float(os.environ.get("ANCLA_BATCH_MAX_AGE_SECONDS", "2")),
+            # QR codes lead to this very server unless told otherwise.
+            public_url=os.environ.get("ANCLA_PUBLIC_URL") or f"http://{host}:{port}",
         )
         base_url = f"http://{host}:{port}"
         out.print(f"[bold]Ancla dev[/] on {base_url}  (docs: {base_url}/docs)")
+        out.print(f"  pages     {base_url}/  (verify in the browser: {base_url}/verificar)")
         out.print(f"  database  {database_url}")
         out.print(f"  chain     {rpc_url}  (AnchorRegistry {contract})")
         out.print(f"  agency    {devmod.DEMO_AGENCY_RUC} {devmod.DEMO_AGENCY_NAME}")

@@ -16,6 +16,7 @@ from app.api.strict_json import StrictJSONMiddleware
 from app.db import is_sqlite
 from app.runtime import Runtime
 from app.settings import Settings
+from app.web import install as install_pages
 
 DESCRIPTION = """
 Ancla records purchase orders, anchors them on an EVM chain in Merkle batches and
@@ -53,6 +54,8 @@ def create_app(
     app.include_router(public.router)
     app.include_router(export.router)
     app.include_router(ops.router)
+    # The public pages (DESIGN §9): /, /o/, /r/, /b/, /verificar and /static/.
+    install_pages(app)
     app.add_middleware(StrictJSONMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

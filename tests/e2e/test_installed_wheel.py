@@ -241,3 +241,29 @@ def test_missing_migrations_are_one_error_line(installed: Installed, tmp_path: P
         "error: cannot find the migrations: no app.migrations package; reinstall ancla\n"
     )
     assert not (tmp_path / "x.db").exists()
+
+
+def test_the_wheel_ships_the_pages_templates_scripts_and_catalogue(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """Every file of the public pages (app/web/: templates, static files, the vendored
+    JavaScript, the .po catalogue) is in the wheel, and a page renders from it."""
+    listed = _checked(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "app/web"], cwd=REPO
+    ).stdout.split()
+    shipped = [name for name in listed if not name.endswith((".py", ".md", ".cfg"))]
+    assert any(name.startswith("app/web/static/vendor/") for name in shipped)
+    missing = [name for name in shipped if not (installed.site_packages / name).is_file()]
+    assert missing == []
+    probe = (
+        "from app.web import i18n, rendering\n"
+        "assert i18n.translations('es').gettext('Search') == 'Buscar'\n"
+        "token = i18n.set_language('es')\n"
+        "html = rendering.environment.get_template('not_found.html').render(\n"
+        "    lang='es', languages=[], path='/', what='There is no batch %(id)s.',\n"
+        "    params={'id': '7'})\n"
+        "assert 'No existe el lote 7.' in html, html\n"
+        "print(rendering.static_url('verify.js'), rendering.TEMPLATES)\n"
+    )
+    seen = _checked([installed.python, "-c", probe], cwd=tmp_path, env=_clean_env()).stdout
+    assert str(installed.site_packages) in seen

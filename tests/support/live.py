@@ -15,8 +15,9 @@ from tests.support.hardhat import wait_until
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[str]:
-    port = free_port()
+def live_server(app: FastAPI, *, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (on ``port``, or a free one); yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

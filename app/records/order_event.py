@@ -447,6 +447,22 @@ def _money_check(state: OrderState, amount: str, currency: str, what: str) -> De
     return Decimal(amount)
 
 
+def _within_total(
+    state: OrderState, so_far: Decimal, money: Mapping[str, Any], done: Literal["invoiced", "paid"]
+) -> Decimal:
+    """``so_far`` plus an invoice's or payment's amount, which must be in the order's
+    currency and keep the sum within the order's current total."""
+    what, plural = ("invoice", "invoices") if done == "invoiced" else ("payment", "payments")
+    added = EXACT.add(so_far, _money_check(state, money["amount"], money["currency"], what))
+    if added > state.total:
+        raise ChainRefusal(
+            "invalid",
+            f"{plural} would total {_text(added)}, above the order's total "
+            f"{state.current['total']} {state.currency} (already {done}: {_text(so_far)})",
+        )
+    return added
+
+
 def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) -> OrderState:
     """The state after one more event of the order's history, or ChainRefusal.
 
@@ -516,27 +532,11 @@ def apply_event(state: OrderState, record_hash: str, record: Mapping[str, Any]) 
     if kind == "delivered":
         return following(delivered=True)
     if kind == "invoiced":
-        invoice = event["invoice"]
-        amount = _money_check(state, invoice["amount"], invoice["currency"], "invoice")
-        invoiced = EXACT.add(state.invoiced, amount)
-        if invoiced > state.total:
-            raise ChainRefusal(
-                "invalid",
-                f"invoices would total {_text(invoiced)}, above the order's total "
-                f"{state.current['total']} {state.currency}",
-            )
-        return following(invoiced=invoiced)
+        return following(
+            invoiced=_within_total(state, state.invoiced, event["invoice"], "invoiced")
+        )
     if kind == "paid":
-        payment = event["payment"]
-        amount = _money_check(state, payment["amount"], payment["currency"], "payment")
-        paid = EXACT.add(state.paid, amount)
-        if paid > state.total:
-            raise ChainRefusal(
-                "invalid",
-                f"payments would total {_text(paid)}, above the order's total "
-                f"{state.current['total']} {state.currency} (already paid: {_text(state.paid)})",
-            )
-        return following(paid=paid)
+        return following(paid=_within_total(state, state.paid, event["payment"], "paid"))
     if kind == "cancelled":
         return following(cancelled=True)
     if kind == "status":

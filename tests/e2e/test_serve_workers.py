@@ -52,15 +52,19 @@ def _owned(pid: int) -> set[int]:
     return inodes
 
 
-def _workers(supervisor: int) -> list[int]:
-    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
+def _children(supervisor: int) -> list[int]:
     children: list[int] = []
     for task in os.listdir(f"/proc/{supervisor}/task"):
         with open(f"/proc/{supervisor}/task/{task}/children") as handle:
             children += [int(pid) for pid in handle.read().split()]
+    return children
+
+
+def _workers(supervisor: int) -> list[int]:
+    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
     return [
         pid
-        for pid in children
+        for pid in _children(supervisor)
         if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
@@ -169,13 +173,9 @@ def test_the_supervisor_stops_when_a_worker_cannot_listen(make_settings: Any) ->
 
 def _anchor_processes(supervisor: int) -> list[int]:
     """`ancla worker` children of the service (app.serving.AnchorProcess)."""
-    children: list[int] = []
-    for task in os.listdir(f"/proc/{supervisor}/task"):
-        with open(f"/proc/{supervisor}/task/{task}/children") as handle:
-            children += [int(pid) for pid in handle.read().split()]
     return [
         pid
-        for pid in children
+        for pid in _children(supervisor)
         if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:4]
         == [b"-m", b"app.cli", b"worker"]
     ]

@@ -20,11 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
+import psycopg
 from sqlalchemy import Connection, Engine, LargeBinary, select, text, type_coerce
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app.db import copy_rows, is_sqlite, normalise_url, postgresql_cursor, sqlite_path
+from app.db import (
+    SQLITE_WRITE_CACHE_KIB,
+    copy_rows,
+    is_sqlite,
+    normalise_url,
+    postgresql_cursor,
+    sqlite_path,
+)
 from app.db import sqlite_multirow_inserts as multirow
 from app.models import (
     ANCHORED,
@@ -403,11 +411,13 @@ _PG_COPY_ENTRIES: Final = (
     "COPY batch_entries (record_id, batch_id, position, proof) FROM STDIN (FORMAT BINARY)"
 )
 _PG_COPY_DOCUMENTS: Final = "COPY record_documents (sha256, record_id) FROM STDIN (FORMAT BINARY)"
-_SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
+    """A UTCDateTime as SQLAlchemy stores it on SQLite (naive UTC, microseconds)."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class RecordWriter:
@@ -416,7 +426,8 @@ class RecordWriter:
     PostgreSQL), with ids of its own: only the monitor writes its mirror.
 
     A record whose hash, or whose schema and identity, the mirror already holds is
-    not written twice (:meth:`taken` says which): the caller decides what that means.
+    not written twice: :meth:`flush` hands it back, :meth:`taken` says why, and the
+    caller decides what that means.
     """
 
     def __init__(self, session: Session, *, batch_id: int, proofs: Sequence[bytes]) -> None:
@@ -426,12 +437,13 @@ class RecordWriter:
         self.batch_id = batch_id
         self.proofs = proofs
         self.accepted_at = utcnow()
-        self.pending: list[MirroredRecord] = []
         self.written = 0
         self._next_id: int | None = None
-
-    def add(self, row: MirroredRecord) -> None:
-        self.pending.append(row)
+        if self.sqlite:
+            # A batch's rows land on random leaves of the hash and identity indexes: with
+            # SQLite's default 2 MiB page cache the transaction spilled them to the WAL
+            # before its commit, some more than once (app.db.SQLITE_WRITE_CACHE_KIB).
+            self.connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
 
     def taken(self, rows: Sequence[MirroredRecord]) -> tuple[set[bytes], set[tuple[str, str]]]:
         """Of ``rows``, the hashes and the (schema, identity) pairs the mirror holds."""
@@ -466,14 +478,14 @@ class RecordWriter:
                 )
         return hashes, pairs
 
-    def flush(self, rows: Sequence[MirroredRecord]) -> None:
-        """Write ``rows`` (none of them held by the mirror already)."""
+    def flush(self, rows: Sequence[MirroredRecord]) -> list[MirroredRecord]:
+        """Write ``rows``, with their batch entries and documents; the rows the
+        mirror's unique indexes refused (a hash, or a schema and identity, it holds
+        already), written not at all. The common case, all new, costs no lookup."""
         if not rows:
-            return
+            return []
         ids = self._ids(len(rows))
         records: list[list[Any]] = []
-        entries: list[tuple[int, int, int, bytes]] = []
-        documents: list[tuple[str, int]] = []
         accepted: Any = _sqlite_time(self.accepted_at) if self.sqlite else self.accepted_at
         for record_id, row in zip(ids, rows, strict=True):
             values: list[Any] = [
@@ -492,13 +504,24 @@ class RecordWriter:
                 if total is not None:
                     values[_TOTAL] = decimal_text(total)
             records.append(values)
+        # The ids written, or None: all of them.
+        written: set[int] | None = None
+        if self.sqlite:
+            written = self._insert_sqlite(records, ids)
+        elif not self._copy_postgresql(records):
+            return list(rows)
+        entries: list[tuple[int, int, int, bytes]] = []
+        documents: list[tuple[str, int]] = []
+        refused: list[MirroredRecord] = []
+        for record_id, row in zip(ids, rows, strict=True):
+            if written is not None and record_id not in written:
+                refused.append(row)
+                continue
             entries.append((record_id, self.batch_id, row.position, self.proofs[row.position]))
-            documents += [(sha256, record_id) for sha256 in sorted(set(row.documents))]
+            if row.documents:
+                documents += [(sha256, record_id) for sha256 in sorted(set(row.documents))]
         if self.sqlite:
             statements = multirow(
-                f"INSERT INTO records ({_COLUMN_LIST})", records, rows_per_statement=_SQLITE_ROWS
-            )
-            statements += multirow(
                 "INSERT INTO batch_entries (record_id, batch_id, position, proof)",
                 entries,
                 rows_per_statement=_SQLITE_ROWS,
@@ -513,11 +536,42 @@ class RecordWriter:
                 self.connection.exec_driver_sql(statement, params)
         else:
             with postgresql_cursor(self.connection) as cursor:
-                copy_rows(cursor, _PG_COPY_RECORDS, _PG_RECORD_TYPES, map(tuple, records))
                 copy_rows(cursor, _PG_COPY_ENTRIES, ["int8", "int8", "int4", "bytea"], entries)
                 if documents:
                     copy_rows(cursor, _PG_COPY_DOCUMENTS, ["varchar", "int8"], documents)
-        self.written += len(rows)
+        self.written += len(entries)
+        return refused
+
+    def _insert_sqlite(self, records: list[list[Any]], ids: list[int]) -> set[int] | None:
+        """Multi-row INSERTs that skip a row the unique indexes refuse; None if every row
+        went in, else the ids of those that did."""
+        statements = multirow(
+            f"INSERT INTO records ({_COLUMN_LIST})",
+            records,
+            rows_per_statement=_SQLITE_ROWS,
+            tail=" ON CONFLICT DO NOTHING",
+        )
+        inserted = sum(
+            self.connection.exec_driver_sql(sql, params).rowcount for sql, params in statements
+        )
+        if inserted == len(records):
+            return None
+        found = self.connection.exec_driver_sql(
+            "SELECT id FROM records WHERE id BETWEEN ? AND ?", (ids[0], ids[-1])
+        )
+        return {int(record_id) for (record_id,) in found}
+
+    def _copy_postgresql(self, records: list[list[Any]]) -> bool:
+        """One binary COPY; False (and nothing written) if the unique indexes refused a row."""
+        with postgresql_cursor(self.connection) as cursor:
+            cursor.execute("SAVEPOINT ancla_mirror_copy")
+            try:
+                copy_rows(cursor, _PG_COPY_RECORDS, _PG_RECORD_TYPES, map(tuple, records))
+            except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT ancla_mirror_copy")
+                return False
+            cursor.execute("RELEASE SAVEPOINT ancla_mirror_copy")
+        return True
 
     def _ids(self, count: int) -> list[int]:
         if self.sqlite:

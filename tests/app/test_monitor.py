@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
@@ -593,3 +594,52 @@ def _keccak(data: bytes) -> str:
     from ledger.hashing import keccak256
 
     return keccak256(data).hex()
+
+
+def test_a_record_in_two_batches_is_a_duplicate_record(
+    registry: Registry, signer: LocalAccount, mirror_url: str
+) -> None:
+    # No Ancla service can serve this (a record is in one batch at most, by its
+    # primary key): a hostile service is played by a mock transport, over batches
+    # anchored on chain for real.
+    from ledger import MerkleTree, record_hash
+    from ledger.canonical import canonical_bytes
+    from tests.support.anchoring import sample_record
+
+    records = [canonical_bytes(sample_record(i)) for i in range(3)]
+    hashes = [record_hash(sample_record(i)) for i in range(3)]
+    batches = {1: [0, 1], 2: [1, 2]}
+    trees = {b: MerkleTree.of([hashes[i] for i in members]) for b, members in batches.items()}
+    for batch_id, tree in trees.items():
+        registry.anchor(signer, batch_id=batch_id, root=tree.root, leaf_count=len(tree))
+
+    def hostile(request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")
+        if parts == ["v1", "batches"]:
+            return httpx.Response(200, json={"items": []})
+        batch_id, what = int(parts[2]), parts[3]
+        if what == "tree":
+            return httpx.Response(200, json=trees[batch_id].dump())
+        body = b"".join(records[i] + b"\n" for i in batches[batch_id])
+        return httpx.Response(200, content=body, headers={"content-type": "application/x-ndjson"})
+
+    monitor = mon.Monitor(
+        engine=make_engine(mirror_url),
+        service=mon.ServiceClient(
+            "http://hostile", http=httpx.Client(transport=httpx.MockTransport(hostile))
+        ),
+        chain=registry.client,
+        registry=registry,
+    )
+    monitor.start()
+    try:
+        report = monitor.run_pass()
+    finally:
+        monitor.close()
+    assert found(report) == [("duplicate_record", 2, hashes[1])]
+    assert only(report, "duplicate_record").message == (
+        f"record {hashes[1]} of batch 2 is mirrored in batch 1 already: a record is in one "
+        "batch at most"
+    )
+    assert sorted(mirrored(mirror_url)) == sorted(hashes)
+    assert verdicts(mirror_url) == {1: (VERIFIED, 1), 2: (FLAWED, 1)}

@@ -95,10 +95,43 @@ def root_from_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:
     return node
 
 
+def _internal_levels(count: int) -> list[tuple[int, int]]:
+    """The internal nodes of a tree of ``count`` leaves, level by level from the
+    root: ``(lo, end)`` with the nodes ``lo <= i < end`` on one level."""
+    levels: list[tuple[int, int]] = []
+    lo = 0
+    while lo < count - 1:
+        levels.append((lo, min(2 * lo + 1, count - 1)))
+        lo = 2 * lo + 1
+    return levels
+
+
+def _hex_paths(hexes: list[str]) -> list[tuple[str, ...]]:
+    """Every node's proof, hex, as a tuple: its sibling, then its parent's proof.
+
+    Built top-down one level of the array at a time (level ``d`` holds the nodes
+    ``2**d - 1`` to ``2**(d+1) - 2``, and a level has an even number of nodes, left
+    and right children alternating): each level is two list comprehensions, the
+    left children's and the right children's, sharing the parents' tuples
+    (concatenation is done in C). The caller pauses the cyclic GC: nothing here
+    forms a cycle, and ~2n tuples would trip it over and over.
+    """
+    size = len(hexes)
+    paths: list[tuple[str, ...]] = [()] * size
+    lo = 1
+    while lo < size:
+        end = min(2 * lo + 1, size)
+        above = paths[(lo - 1) // 2 : (end - 1) // 2]
+        paths[lo:end:2] = [(s,) + a for s, a in zip(hexes[lo + 1 : end : 2], above, strict=True)]
+        paths[lo + 1 : end : 2] = [(s,) + a for s, a in zip(hexes[lo:end:2], above, strict=True)]
+        lo = 2 * lo + 1
+    return paths
+
+
 class MerkleTree:
     """A built tree over distinct record hashes, in the order they were given."""
 
-    __slots__ = ("_tree", "_values", "_tree_index", "_index_of")
+    __slots__ = ("_tree", "_values", "_tree_index", "_index_of", "_proof_of")
 
     def __init__(self, tree: list[bytes], values: list[bytes], tree_index: list[int]) -> None:
         # Internal: use MerkleTree.of() or MerkleTree.load().
@@ -106,6 +139,8 @@ class MerkleTree:
         self._values = values
         self._tree_index = tree_index
         self._index_of: dict[bytes, int] | None = None
+        # Record hash (0x…) -> its proof, built by the first proof() call.
+        self._proof_of: dict[str, tuple[str, ...]] | None = None
 
     # -- building -------------------------------------------------------------
 
@@ -137,11 +172,18 @@ class MerkleTree:
         size = 2 * count - 1
         tree: list[bytes] = [b""] * (count - 1)
         # Leaf of rank r goes to index size-1-r: reversed sorted order at the end.
-        tree.extend(leaves[i] for i in reversed(order))
-        for i in range(count - 2, -1, -1):
-            a = tree[2 * i + 1]
-            b = tree[2 * i + 2]
-            tree[i] = k(a + b if a < b else b + a).digest()
+        tree.extend([leaves[i] for i in reversed(order)])
+        # Internal nodes, one level of the array at a time, deepest first: node i's
+        # children 2i+1 and 2i+2 are on the level below, so a level is one list
+        # comprehension over two strided slices (the build is about 5% faster at
+        # 100k leaves than with a loop over i and its index arithmetic).
+        for lo, end in reversed(_internal_levels(count)):
+            tree[lo:end] = [
+                k(a + b if a < b else b + a).digest()
+                for a, b in zip(
+                    tree[2 * lo + 1 : 2 * end : 2], tree[2 * lo + 2 : 2 * end + 1 : 2], strict=True
+                )
+            ]
         tree_index = [0] * count
         for rank, value_index in enumerate(order):
             tree_index[value_index] = size - 1 - rank
@@ -194,14 +236,38 @@ class MerkleTree:
         """The sibling path of ``record_hash``, leaf to root, as OZ's getProof gives it.
 
         A hash that is not in the tree is an error, never an invented proof.
+
+        The first call builds every hash's proof at once, as :meth:`proofs` does, and
+        keeps them with the tree, keyed by the hash's text: about 600 bytes per hash
+        (the hex form of every node, a tuple per hash, the keys), twice what the tree
+        itself holds. Every call then is one dictionary lookup and a copy; anything
+        not found there, malformed input included, takes the checking path, which
+        words every error as before.
         """
-        node = self._tree_index[self._value_index(record_hash)]
-        tree = self._tree
-        proof: list[str] = []
-        while node > 0:
-            proof.append(to_hex(tree[node - 1 if node % 2 == 0 else node + 1]))
-            node = (node - 1) // 2
-        return proof
+        proof_of = self._proof_of
+        if proof_of is None:
+            proof_of = self._proof_of = self._proofs_by_hash()
+        path = proof_of.get(record_hash) if type(record_hash) is str else None
+        if path is None:
+            # Raises for malformed and unknown hashes; finds str subclasses.
+            path = proof_of[to_hex(self._values[self._value_index(record_hash)])]
+        return list(path)
+
+    def _proofs_by_hash(self) -> dict[str, tuple[str, ...]]:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            paths = _hex_paths(["0x" + node.hex() for node in self._tree])
+            return dict(
+                zip(
+                    ["0x" + value.hex() for value in self._values],
+                    map(paths.__getitem__, self._tree_index),
+                    strict=True,
+                )
+            )
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def proof_bytes(self) -> list[bytes]:
         """Every proof as its siblings' 32 bytes, concatenated leaf to root, aligned
@@ -219,27 +285,22 @@ class MerkleTree:
         return [paths[i] for i in self._tree_index]
 
     def proofs(self) -> list[list[str]]:
-        """Every proof, aligned with :attr:`hashes`; much faster than calling proof() n times.
+        """Every proof, aligned with :attr:`hashes`; what proof() gives for each.
 
         A node's proof is its sibling followed by its parent's proof, so the
-        paths are built top-down once, two siblings at a time, sharing the
+        paths are built top-down once (see :func:`_hex_paths`), sharing the
         parent's path (as a tuple: concatenation is done in C) and the hex
-        form of every node.
+        form of every node. Nothing is kept, unless proof() has kept them already.
         """
-        tree = self._tree
         # Building ~2n small tuples trips the cyclic GC over and over (half the
         # time of this method, measured at 100k leaves); nothing here can form
         # a cycle, so collection is paused for the duration.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            hexes = ["0x" + node.hex() for node in tree]
-            paths: list[tuple[str, ...]] = [()] * len(tree)
-            for parent in range(len(tree) // 2):
-                above = paths[parent]
-                left = 2 * parent + 1
-                paths[left] = (hexes[left + 1],) + above
-                paths[left + 1] = (hexes[left],) + above
+            if self._proof_of is not None:
+                return list(map(list, self._proof_of.values()))
+            paths = _hex_paths(["0x" + node.hex() for node in self._tree])
             return [list(paths[i]) for i in self._tree_index]
         finally:
             if gc_was_enabled:

@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db import make_engine, make_session_factory
+from app.db import dispose_engine, make_session_factory, serialized_writes
 from app.models import (
     FLAWED,
     MONITOR_STATE_ID,
@@ -610,7 +610,7 @@ class Monitor:
         self._writer.shutdown(wait=True, cancel_futures=True)
         self.lock.release()
         self.service.close()
-        self.engine.dispose()
+        dispose_engine(self.engine)
 
     def follow(self, *, stop: threading.Event, interval: float) -> None:
         """Passes until ``stop`` is set, ``interval`` seconds apart; a pass the service
@@ -638,15 +638,13 @@ class Monitor:
         try:
             self._scan(report)
             new = list(self._batches("new", before=started))
-            if not self._check_each(new, report, stop):
+            if not self._check_each(new, report, stop, again=False):
                 return report
-            # The batches checked for the first time; every later one is a check again.
-            report.batches_checked, report.batches_rechecked = report.batches_rechecked, 0
             for which, limit in (("open", None), ("recheck", self.recheck)):
                 if limit == 0:
                     continue
                 batches = list(self._batches(which, before=started, limit=limit))
-                if not self._check_each(batches, report, stop):
+                if not self._check_each(batches, report, stop, again=True):
                     return report
         except (MonitorError, ChainError) as exc:
             self.metrics.passes_failed.inc()
@@ -654,7 +652,12 @@ class Monitor:
         return report
 
     def _check_each(
-        self, batches: list[_Anchored], report: PassReport, stop: threading.Event | None
+        self,
+        batches: list[_Anchored],
+        report: PassReport,
+        stop: threading.Event | None,
+        *,
+        again: bool,
     ) -> bool:
         """Check ``batches`` in order, each batch's tree asked for while the one before
         it is checked (the service builds a tree of 10,000 leaves in about 0.1 s, a wait
@@ -667,7 +670,10 @@ class Monitor:
             if index + 1 < len(batches):
                 ahead = self._fetcher.submit(self.service.tree, batches[index + 1].batch_id)
             self._check(anchored, report, tree=current)
-            report.batches_rechecked += 1
+            if again:
+                report.batches_rechecked += 1
+            else:
+                report.batches_checked += 1
         return True
 
     # -- the chain ---------------------------------------------------------------------
@@ -909,7 +915,10 @@ class Monitor:
         timestamp = (
             None if anchored.status == VERIFIED else self.chain.block_timestamp(event.block_hash)
         )
-        with self.sessions() as session, session.begin():
+        # serialized_writes: on SQLite, the service's write cache for the transaction
+        # and, after it, the WAL copied back into the file by a thread of its own
+        # (app.db), not inside a later commit of the monitor's.
+        with self.sessions() as session, session.begin(), serialized_writes(session):
             row = session.get(MonitorBatch, batch_id)
             assert row is not None  # noqa: S101 - _batches() read it
             held = mirror.batch_hashes(session, batch_id)
@@ -1315,7 +1324,7 @@ def open_monitor(
     service = ServiceClient(check_api_url(api_url), http=http)
     chain = ChainClient(rpc_url)
     registry = chain.registry(contract)
-    engine = make_engine(mirror_database_url, pool_size=2)
+    engine = mirror.mirror_engine(mirror_database_url)
     monitor = Monitor(
         engine=engine,
         service=service,

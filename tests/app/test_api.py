@@ -598,9 +598,7 @@ def test_a_batchs_records_stream_as_ndjson_in_tree_order(
     client: TestClient, api_key: str, runtime: Runtime
 ) -> None:
     hashes = [
-        client.post("/v1/purchase-orders", json=order(80 + i), headers=auth(api_key)).json()[
-            "hash"
-        ]
+        client.post("/v1/purchase-orders", json=order(80 + i), headers=auth(api_key)).json()["hash"]
         for i in range(5)
     ]
     anchor_all(runtime)

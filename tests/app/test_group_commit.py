@@ -212,9 +212,7 @@ def test_rows_are_stored_exactly_as_sqlalchemy_would_store_them(
         }
         del copy["id"]
         connection.execute(records.insert().values(**copy))
-    columns = [
-        c.name for c in records.columns if c.name not in ("id", "order_number", "identity")
-    ]
+    columns = [c.name for c in records.columns if c.name not in ("id", "order_number", "identity")]
     raw = f"SELECT {', '.join(columns)} FROM records WHERE order_number = :n"  # noqa: S608
     with engine.connect() as connection:
         ours, theirs = (

@@ -1,27 +1,33 @@
-"""Bulk re-verification (`ancla verify`'s Auditor) over N records, with the chain checks apart.
+"""Bulk re-verification (`ancla verify`'s Auditor) over N records, beside earlier code.
 
     ANCLA_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python bench/verify.py [--records 1000000] [--database postgresql]
-            [--jobs 1,2] [--repeat 2]
+        .venv/bin/python bench/verify.py [--records 1000000] [--database postgresql|sqlite]
+            [--jobs 1,2] [--repeat 2] [--against REV]
 
 Fills a fresh database with N realistic records in final batches of 1,000 whose
 roots are anchored for real on a Hardhat node (bench/lookup.py's fill), then runs
-the full audit and prints records/s overall and for the database + hash + Merkle
-part alone (total minus the time spent waiting on the chain's JSON-RPC), the
-number of HTTP requests to the node (JSON-RPC batch requests, per window of
-anchors, never per record) and the peak memory (it must
-stay flat: the audit streams). Goal (issue 4): >= 50,000 records/s for the hash
-and Merkle part on PostgreSQL; issue 19: >= 100,000 records/s with `ancla verify
---jobs N` (processes over ranges of batches). Each --jobs value is run --repeat
-times, alternating, on the same database in the same run; with more than one
-job the chain time is spent in the worker processes, so only the wall-clock
-rate is printed for those.
+the full audit (database + hash + Merkle + chain) once per --jobs value per round,
+--repeat rounds, on the same database in the same run. With --against, each
+round runs that revision's code too (a `git worktree` of it, removed after),
+alternating with the working tree's: the machine's load varies by the minute, so
+only figures of one run compare. Each audit runs in a process of its own whose
+imports come from the code measured, and prints records/s, the time spent
+waiting on the chain's JSON-RPC (with one process; with more the chain is asked
+from the worker processes) and the peak memory of the auditing processes, which
+must stay flat: the audit streams.
+
+Goals (issue 19): >= 100,000 records/s on PostgreSQL and >= 60,000 on SQLite,
+1,000,000 records, with `ancla verify --jobs N`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,29 +36,68 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from app.db import make_engine, make_session_factory  # noqa: E402
-from app.devchain import DEV_KEY_0, start_node  # noqa: E402
-from app.services.audit import Auditor, WorkerSetup  # noqa: E402
-from bench._common import fresh_database  # noqa: E402
-from bench.lookup import fill  # noqa: E402
-from ledger.chain import RPC_BATCH_LIMIT, ChainClient, load_signer  # noqa: E402
+# A measured run imports the code under test first (--run, below).
+sys.path.insert(0, os.environ.get("BENCH_CODE", str(ROOT)))
+sys.path.insert(1, str(ROOT))
 
 
-class TimedClient(ChainClient):
-    """A chain client that adds up the time spent in JSON-RPC calls."""
+def run_one(url: str, rpc_url: str, contract: str, jobs: int) -> dict[str, Any]:
+    """One audit, in this process, with the code first on sys.path."""
+    from app.db import make_engine, make_session_factory
+    from app.services.audit import Auditor, WorkerSetup
+    from ledger.chain import ChainClient
 
-    rpc_seconds = 0.0
-    rpc_calls = 0
+    class TimedClient(ChainClient):
+        """A chain client that adds up the time spent in JSON-RPC calls."""
 
-    def call(self, what: str, fn: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return super().call(what, fn)
-        finally:
-            TimedClient.rpc_seconds += time.perf_counter() - started
-            TimedClient.rpc_calls += 1
+        rpc_seconds = 0.0
+
+        def call(self, what: str, fn: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super().call(what, fn)
+            finally:
+                TimedClient.rpc_seconds += time.perf_counter() - started
+
+    engine = make_engine(url, pool_size=2)
+    client = TimedClient(rpc_url)
+    auditor = Auditor(
+        session_factory=make_session_factory(engine),
+        client=client,
+        registry=client.registry(contract),
+        confirmations=1,
+        pending_window=timedelta(days=3650),
+    )
+    worker = WorkerSetup(database_url=url, rpc_url=rpc_url, contract=contract)
+    started = time.perf_counter()
+    report = auditor.run(jobs=jobs, worker=worker)
+    total = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "records": report.records_checked,
+        "batches": report.batches_checked,
+        "anchors": report.anchors_checked,
+        "discrepancies": len(report.discrepancies),
+        "seconds": total,
+        "rpc_seconds": TimedClient.rpc_seconds,
+        # The largest of this process and its worker processes.
+        "peak_mb": max(
+            resource.getrusage(who).ru_maxrss
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        / 1024,
+    }
+
+
+def measure(code: Path, url: str, rpc_url: str, contract: str, jobs: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--run", json.dumps([url, rpc_url, contract, jobs])],
+        env={**os.environ, "BENCH_CODE": str(code)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.splitlines()[-1]))
 
 
 def main() -> None:
@@ -61,11 +106,41 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--jobs", default="1", help="process counts to compare, e.g. 1,2")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--against", help="an earlier revision to run beside the working tree")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs: list[tuple[int, float, float, Any]] = []
+    if args.run:
+        print(json.dumps(run_one(*json.loads(args.run))))
+        return
+
+    from app.devchain import DEV_KEY_0, start_node
+    from bench._common import fresh_database
+    from bench.lookup import fill
+    from ledger.chain import ChainClient, load_signer
+
+    jobs_list = [int(j) for j in args.jobs.split(",")]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        codes: dict[str, Path] = {"now": ROOT}
+        if args.against:
+            then = tmp / "then"
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "worktree",
+                    "add",
+                    "-q",
+                    "--detach",
+                    str(then),
+                    args.against,
+                ],
+                check=True,
+            )
+            codes[f"then ({args.against})"] = then
         node = start_node(tmp / "hardhat")
+        results: dict[tuple[str, int], list[dict[str, Any]]] = {}
         try:
             setup = ChainClient(node.url)
             contract, _ = setup.deploy_registry(load_signer(key=DEV_KEY_0))
@@ -73,51 +148,46 @@ def main() -> None:
                 started = time.perf_counter()
                 fill(url, args.records, 1000, (node.url, contract, setup.genesis_hash()), set())
                 print(f"filled {args.records:,} records in {time.perf_counter() - started:.0f} s")
-                engine = make_engine(url, pool_size=2)
-                worker = WorkerSetup(database_url=url, rpc_url=node.url, contract=contract)
-                for _ in range(args.repeat):
-                    for jobs in (int(j) for j in args.jobs.split(",")):
-                        client = TimedClient(node.url)
-                        TimedClient.rpc_seconds, TimedClient.rpc_calls = 0.0, 0
-                        auditor = Auditor(
-                            session_factory=make_session_factory(engine),
-                            client=client,
-                            registry=client.registry(contract),
-                            confirmations=1,
-                            pending_window=timedelta(days=3650),
-                        )
-                        started = time.perf_counter()
-                        report = auditor.run(jobs=jobs, worker=worker)
-                        total = time.perf_counter() - started
-                        runs.append((jobs, total, TimedClient.rpc_seconds, report))
-                        print(
-                            f"  jobs={jobs}: {report.records_checked / total:,.0f} records/s "
-                            f"({total:.1f} s, {len(report.discrepancies)} discrepancies)"
-                        )
-                engine.dispose()
+                for round_ in range(args.repeat):
+                    # Alternate which code goes first, round by round.
+                    order = list(codes.items())
+                    if round_ % 2:
+                        order.reverse()
+                    for jobs in jobs_list:
+                        for name, code in order:
+                            got = measure(code, url, node.url, contract, jobs)
+                            results.setdefault((name, jobs), []).append(got)
+                            print(
+                                f"  round {round_ + 1}, {name}, jobs={jobs}: "
+                                f"{got['records'] / got['seconds']:,.0f} records/s "
+                                f"({got['seconds']:.1f} s, {got['discrepancies']} discrepancies)",
+                                flush=True,
+                            )
         finally:
             node.stop()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for jobs, total, rpc_seconds, report in runs:
-        print(
-            f"audit of {report.records_checked:,} records, {report.batches_checked:,} batches, "
-            f"{report.anchors_checked:,} anchors on {args.database}, {jobs} process(es): "
-            f"{len(report.discrepancies)} discrepancies"
-        )
-        print(
-            f"  total            {total:8.1f} s  {report.records_checked / total:10,.0f} records/s"
+            if args.against:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "then")],
+                    check=False,
+                )
+    print(f"audit of {args.records:,} records on {args.database}, {args.repeat} round(s):")
+    for (name, jobs), runs in results.items():
+        rates = [r["records"] / r["seconds"] for r in runs]
+        first = runs[0]
+        peak = max(r["peak_mb"] for r in runs)
+        line = (
+            f"  {name:24s} jobs={jobs}: median {statistics.median(rates):9,.0f} records/s "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}); "
+            f"{first['batches']:,} batches, {first['anchors']:,} anchors, "
+            f"{first['discrepancies']} discrepancies; peak {peak:,.0f} MB"
         )
         if jobs == 1:
-            local = total - rpc_seconds
-            print(
-                f"  chain (JSON-RPC) {rpc_seconds:8.1f} s  (batch requests of <= "
-                f"{RPC_BATCH_LIMIT} calls)"
+            chain = statistics.median(r["rpc_seconds"] for r in runs)
+            local = statistics.median(
+                r["records"] / (r["seconds"] - r["rpc_seconds"]) for r in runs
             )
-            print(
-                f"  db+hash+Merkle   {local:8.1f} s  {report.records_checked / local:10,.0f} "
-                "records/s"
-            )
-    print(f"  peak memory of this process: {peak_mb:,.0f} MB (fill included)")
+            line += f"; chain {chain:.1f} s, db+hash+Merkle {local:,.0f} records/s"
+        print(line)
 
 
 if __name__ == "__main__":

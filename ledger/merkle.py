@@ -160,7 +160,9 @@ class MerkleTree:
         count = len(values)
         if count == 0:
             raise MerkleError("a Merkle tree needs at least one hash")
-        if set(map(len, values)) != {32}:
+        # Types too: a 32-character str has a length of 32 (a hash stored as
+        # text, where a database keeps any type, reaches here from an audit).
+        if set(map(len, values)) != {32} or set(map(type, values)) != {bytes}:
             raise MerkleError("every hash must be 32 bytes")
         if len(set(values)) != count:
             raise MerkleError("hashes must be distinct; a hash was given more than once")

@@ -14,7 +14,6 @@ asks the chain per batch, never per record.
 
 from __future__ import annotations
 
-import hmac
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,14 +23,15 @@ from datetime import datetime, timedelta
 from decimal import InvalidOperation
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
 import orjson
+from psycopg.pq import TransactionStatus
 from sha3 import keccak_256
-from sqlalchemy import Select, func, select
+from sqlalchemy import LargeBinary, Select, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from app.db import SessionFactory
+from app.db import SessionFactory, postgresql_cursor
 from app.models import (
     SEALED,
     SUBMITTED,
@@ -135,7 +135,10 @@ class AuditScope:
 # order), and its place in its batch.
 _RECORD_COLUMNS_AND_PG_TYPES = (
     (Record.id, "int8"),
-    (Record.hash, "bytea"),
+    # The stored bytes, not Hash32's hex: hashing compares digests and the tree
+    # is built of them, so rendering 1,000,000 hashes as text and parsing them
+    # back cost a second of an audit (measured); reports render what they name.
+    (type_coerce(Record.hash, LargeBinary).label("hash"), "bytea"),
     (Record.canonical, "bytea"),
     (Record.schema, "varchar"),
     (Record.buyer_ruc, "varchar"),
@@ -183,17 +186,28 @@ def _derived_problems(row: Any) -> list[tuple[str, Any, Any]]:
     except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
         return [("canonical", "a record with a schema", f"unreadable: {exc}")]
     try:
-        expected = (name, *schema.columns(record))
+        columns = schema.columns(record)
     except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
         return [("canonical", f"a {schema.noun} record", f"unreadable: {exc}")]
-    stored = (row[_SCHEMA], *row[_QUERY])
-    if stored == expected:
+    # The usual case without building the tuples below (a NamedTuple equals
+    # the plain tuple of the same values).
+    if name == row[_SCHEMA] and columns == row[_QUERY]:
         return []
+    expected = (name, *columns)
+    stored = (row[_SCHEMA], *row[_QUERY])
     return [
         (column, str(value), str(found))
         for column, value, found in zip(("schema", *QUERY_COLUMNS), expected, stored, strict=True)
         if value != found
     ]
+
+
+def _hash_text(stored: object) -> str:
+    """A stored record hash as reports name it (app.models.Hash32's text form)."""
+    if isinstance(stored, bytes | bytearray | memoryview):
+        return "0x" + bytes(stored).hex()
+    # Only a write made outside Ancla leaves anything else (SQLite keeps any type).
+    return f"text {str(stored)[:80]!r}"
 
 
 def _digest(record_hash: str) -> bytes | None:
@@ -207,9 +221,10 @@ def _digest(record_hash: str) -> bytes | None:
 def _check_record(row: Any, report: AuditReport) -> bool:
     """Hash and derived columns of one record; False if its bytes are not its hash."""
     report.records_checked += 1
-    record_hash = row[_HASH]
-    actual = "0x" + keccak_256(row[_CANONICAL]).hexdigest()
-    if not hmac.compare_digest(actual, record_hash):
+    stored = row[_HASH]
+    actual = keccak_256(row[_CANONICAL]).digest()
+    if actual != stored:
+        record_hash = _hash_text(stored)
         report.add(
             TAMPERED_RECORD,
             "the stored bytes do not hash to the record's hash",
@@ -217,17 +232,17 @@ def _check_record(row: Any, report: AuditReport) -> bool:
             record_hash=record_hash,
             batch_id=row[_BATCH_ID],
             expected=record_hash,
-            actual=actual,
+            actual=to_hex(actual),
         )
         return False
-    for column, from_bytes, stored in _derived_problems(row):
+    for column, from_bytes, in_column in _derived_problems(row):
         report.add(
             DERIVED_MISMATCH,
             f"column {column} disagrees with the record's bytes",
             record_id=row[_ID],
-            record_hash=record_hash,
+            record_hash=_hash_text(stored),
             expected=from_bytes,
-            actual=stored,
+            actual=in_column,
         )
     return True
 
@@ -240,26 +255,48 @@ def _stream(session: Session, query: Any) -> Iterator[Any]:
     )
 
 
-def _stream_records(session: Session, query: Any) -> Iterator[tuple[Any, ...]]:
+def _stream_records(session: Session, query: Any, *, alone: bool) -> Iterator[tuple[Any, ...]]:
     """The rows of a select of _RECORD_COLUMNS as tuples, streamed.
 
-    PostgreSQL: COPY ... TO STDOUT in binary, parsed by psycopg's C code. The
-    server streams while we hash (a server-side cursor waits for each FETCH),
-    and it was twice as fast as the cursor, measured. The query's parameters
-    are integers and dates, rendered as literals (COPY takes no parameters).
+    PostgreSQL, in binary, parsed by psycopg's C code: ``alone`` (one process
+    audits), by COPY ... TO STDOUT, the server streaming while we hash (a
+    server-side cursor waits for each FETCH), twice as fast as the cursor
+    then; with other audit processes on the same cores, by a server-side
+    cursor, which costs a quarter less CPU per row (psycopg's COPY reads each
+    row through a Python generator) while the other processes fill its waits
+    (bench/verify.py, figures in bench/README.md). The query's
+    parameters are integers and dates, rendered as literals (COPY takes none).
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         yield from (tuple(row) for row in _stream(session, query))
         return
-    sql = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    raw = cast(Any, connection.connection.driver_connection)
-    with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
-        copy.set_types(_PG_TYPES)
-        # The hash comes as its stored bytes; the rest of the audit reads text,
-        # as the SQLite path's rows give it (app.models.Hash32).
-        for row in copy.rows():
-            yield (row[_ID], to_hex(row[_HASH]), *row[_CANONICAL:])
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    with postgresql_cursor(connection) as cursor:
+        # For a range of batches the planner chose to read every record,
+        # hash-join and sort the range (a second per 125,000 records, measured)
+        # where walking the (batch, position) index and fetching each record
+        # by id streams from the first row and needs no memory; JIT compiling
+        # the query cost more than it saved; and psycopg loads a timestamptz
+        # four times faster in a session whose zone is 'UTC' than in one of
+        # 'Etc/UTC', a server's usual default (the same instants either way).
+        # For this query only: reset after.
+        cursor.execute("SET enable_sort = off; SET jit = off; SET TIME ZONE 'UTC'")
+        try:
+            if alone:
+                with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
+                    copy.set_types(_PG_TYPES)
+                    yield from copy.rows()
+            else:
+                with cursor.connection.cursor(name="ancla_audit", binary=True) as named:
+                    named.execute(sql)
+                    while rows := named.fetchmany(_STREAM_CHUNK):
+                        yield from rows
+        finally:
+            # Not after an error: the transaction is aborted, and rolled back
+            # (which undoes the SETs) by whoever handles the error.
+            if cursor.connection.info.transaction_status == TransactionStatus.INTRANS:
+                cursor.execute("RESET enable_sort; RESET jit; RESET TIME ZONE")
 
 
 class _BatchedRows:
@@ -360,18 +397,34 @@ class Auditor:
             batches = self._batches_in_scope(session, scope)
             self._check_batch_ids(session, scope, events, report)
             if jobs > 1 and worker is not None and len(batches) > 1:
-                self._check_batches_in_processes(batches, events, head, now, report, jobs, worker)
+                self._check_batches_in_processes(
+                    session,
+                    batches,
+                    events,
+                    head,
+                    now,
+                    report,
+                    jobs,
+                    worker,
+                    rest=lambda part: self._check_all_but_batches(session, scope, now, part),
+                )
             else:
                 self.check_batches(session, scope, batches, events, head, now, report)
-            self._check_pending(session, scope, now, report)
-            self._check_queued_in_batch(session, scope, report)
-            self._check_references(session, scope, report)
-            if scope.batch_id is None and scope.since is None:
-                # A history spans batches and times: checked whole, or by buyer.
-                report.histories_checked = check_histories(
-                    session=session, buyer=scope.buyer, add=report.add
-                )
+                self._check_all_but_batches(session, scope, now, report)
         return report
+
+    def _check_all_but_batches(
+        self, session: Session, scope: AuditScope, now: datetime, report: AuditReport
+    ) -> None:
+        """Records in no batch, the rows that name nothing, and order histories."""
+        self._check_pending(session, scope, now, report)
+        self._check_queued_in_batch(session, scope, report)
+        self._check_references(session, scope, report)
+        if scope.batch_id is None and scope.since is None:
+            # A history spans batches and times: checked whole, or by buyer.
+            report.histories_checked = check_histories(
+                session=session, buyer=scope.buyer, add=report.add
+            )
 
     def check_batches(
         self,
@@ -382,9 +435,13 @@ class Auditor:
         head: int,
         now: datetime,
         report: AuditReport,
+        *,
+        alone: bool = True,
     ) -> None:
-        """Every record of ``batches`` re-hashed, their roots rebuilt, their anchors checked."""
-        rows = self._batched_rows(session, scope, batches)
+        """Every record of ``batches`` re-hashed, their roots rebuilt, their anchors checked.
+
+        ``alone``: no other process audits meanwhile (see _stream_records)."""
+        rows = self._batched_rows(session, scope, batches, alone=alone)
         try:
             for start in range(0, len(batches), _CHAIN_WINDOW):
                 window = batches[start : start + _CHAIN_WINDOW]
@@ -406,6 +463,7 @@ class Auditor:
 
     def _check_batches_in_processes(
         self,
+        session: Session,
         batches: list[Batch],
         events: dict[int, list[AnchorEvent]],
         head: int,
@@ -413,10 +471,14 @@ class Auditor:
         report: AuditReport,
         jobs: int,
         worker: WorkerSetup,
+        rest: Callable[[AuditReport], None],
     ) -> None:
+        """The batches' checks over ``jobs`` processes, and ``rest`` (the checks
+        that are not per batch) in this one while the others start."""
         # Ranges of about equal records, several per process, so a slow range
-        # does not leave the other processes idle at the end.
-        ranges = _ranges(batches, jobs * 4)
+        # does not leave the other processes idle at the end (8 per process:
+        # 4 left them idle for a second at the end of 1,000,000 records).
+        ranges = _ranges(batches, jobs * 8)
         tasks = [
             _RangeTask(
                 worker=worker,
@@ -431,16 +493,42 @@ class Auditor:
             )
             for chunk in ranges
         ]
+        parts: list[AuditReport | None] = [None] * len(tasks)
         # spawn, not fork: a forked child would share this process's open
         # database connections (and close them when it exits).
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            for part in pool.map(_audit_range, tasks):
-                report.records_checked += part.records_checked
-                report.batches_checked += part.batches_checked
-                report.anchors_checked += part.anchors_checked
-                report.discrepancies.extend(part.discrepancies)
-                self.progress(part.records_checked)
+        # This process is one of the ``jobs``: it would only wait, and a process
+        # spawned costs a second and more of imports (measured). The others
+        # take ranges from the front; this one from the back, each range it
+        # can still cancel in the pool's queue, until they meet. The first
+        # jobs - 1 ranges are always the workers'.
+        after = AuditReport()
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
+            futures = [pool.submit(_audit_range, task) for task in tasks]
+            # Reported after the batches, as in one process; done first, while
+            # the worker processes import.
+            rest(after)
+            for index in reversed(range(jobs - 1, len(tasks))):
+                if not futures[index].cancel():
+                    break
+                part = AuditReport()
+                self.check_batches(
+                    session, AuditScope(), ranges[index], events, head, now, part, alone=False
+                )
+                parts[index] = part
+            for index, future in enumerate(futures):
+                if parts[index] is None:
+                    done = future.result()
+                    self.progress(done.records_checked)
+                    parts[index] = done
+        # In batch order: the report a single process makes.
+        for checked in [*parts, after]:
+            assert checked is not None  # noqa: S101 - every range was checked above
+            report.records_checked += checked.records_checked
+            report.batches_checked += checked.batches_checked
+            report.anchors_checked += checked.anchors_checked
+            report.histories_checked += checked.histories_checked
+            report.discrepancies.extend(checked.discrepancies)
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
         return [e for e in events if e.contract == self.registry.address]
@@ -462,7 +550,7 @@ class Auditor:
         return {facts.batch_id: facts for facts in self.registry.anchor_facts(asks)}
 
     def _batched_rows(
-        self, session: Session, scope: AuditScope, batches: list[Batch]
+        self, session: Session, scope: AuditScope, batches: list[Batch], *, alone: bool
     ) -> _BatchedRows:
         """Every record of the batches in scope, in one streamed query, batch by batch.
 
@@ -479,7 +567,7 @@ class Auditor:
             query = query.where(BatchEntry.batch_id.between(batches[0].id, batches[-1].id))
         # (batch, position) is unique: no third key, which PostgreSQL sorted on.
         query = query.order_by(BatchEntry.batch_id, BatchEntry.position)
-        return _BatchedRows(_stream_records(session, query))
+        return _BatchedRows(_stream_records(session, query, alone=alone))
 
     def _batches_in_scope(self, session: Session, scope: AuditScope) -> list[Batch]:
         query = select(Batch).order_by(Batch.id)
@@ -545,17 +633,21 @@ class Auditor:
         report: AuditReport,
     ) -> None:
         report.batches_checked += 1
-        hashes: list[str] = []
-        positions: Counter[int | None] = Counter()
         for row in rows:
             _check_record(row, report)
-            positions[row[_POSITION]] += 1
-            hashes.append(row[_HASH])
+        hashes: list[bytes] = [row[_HASH] for row in rows]
         self.progress(len(hashes))
-        membership_ok = self._check_membership(batch, positions, report)
+        # Rows come in position order: a whole batch's are exactly 0..size-1
+        # (a Counter of them, the slow path, cost a Python call per record).
+        found = [row[_POSITION] for row in rows]
+        membership_ok = found == list(range(batch.size)) or self._check_membership(
+            batch, Counter(found), report
+        )
         try:
             rebuilt = (
-                MerkleTree.of(hashes).root if hashes and len(set(hashes)) == len(hashes) else None
+                MerkleTree.of_digests(hashes).root
+                if hashes and len(set(hashes)) == len(hashes)
+                else None
             )
         except MerkleError:
             # A stored hash that is not one (written outside Ancla), already
@@ -844,14 +936,14 @@ class Auditor:
                     UNQUEUED_RECORD,
                     "in no batch and not queued for one: it would never be anchored",
                     record_id=row.id,
-                    record_hash=row.hash,
+                    record_hash=_hash_text(row.hash),
                 )
             elif now - row.accepted_at > self.pending_window:
                 report.add(
                     UNANCHORED_TOO_LONG,
                     f"accepted at {row.accepted_at.isoformat()} and still in no batch",
                     record_id=row.id,
-                    record_hash=row.hash,
+                    record_hash=_hash_text(row.hash),
                 )
 
 
@@ -921,7 +1013,14 @@ def _audit_range(task: _RangeTask) -> AuditReport:
                 if batch.id in wanted
             ]
             auditor.check_batches(
-                session, AuditScope(), batches, task.events, task.head, task.now, report
+                session,
+                AuditScope(),
+                batches,
+                task.events,
+                task.head,
+                task.now,
+                report,
+                alone=False,
             )
         return report
     finally:

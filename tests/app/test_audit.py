@@ -297,7 +297,10 @@ def test_discrepancies_found_in_worker_processes_are_reported_as_in_process(
     ledger: Any,
 ) -> None:
     """`ancla verify --jobs N`: each process checks a range of batches; the merged report
-    is the one a single process makes, discrepancy for discrepancy, in batch order."""
+    is the one a single process makes, discrepancy for discrepancy, in batch order.
+
+    The first range (batch 1, with the tampered record) is always a worker
+    process's; the calling process takes ranges from the back."""
     from datetime import timedelta
 
     from app.services.audit import Auditor, WorkerSetup

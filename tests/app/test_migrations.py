@@ -1,8 +1,8 @@
 """Migrations: 0005 moves batch membership and proofs out of `records` without
 losing any, 0006 drops the ingest path's foreign keys, 0007 ends the listing's
-indexes with the record id, 0008 stores record hashes as 32 bytes, each
-downgrade puts back what it changed, and the migrated schema is the models'
-schema."""
+indexes with the record id, 0008 stores record hashes as 32 bytes, 0012 indexes
+records by order number, each downgrade puts back what it changed, and the migrated
+schema is the models' schema."""
 
 from __future__ import annotations
 
@@ -205,6 +205,24 @@ def test_0008_stores_record_hashes_as_32_bytes_and_its_downgrade_writes_the_text
         upgrade_database(database_url)
     finally:
         engine.dispose()
+
+
+def test_0012_indexes_records_by_order_number_and_its_downgrade_drops_it(
+    database_url: str,
+) -> None:
+    def by_number(inspector: Inspector) -> list[list[str]]:
+        return [
+            list(index["column_names"])
+            for index in inspector.get_indexes("records")
+            if index["name"] == "ix_records_order_number"
+        ]
+
+    after = [["order_number", "schema", "issued_at", "id"]]
+    assert _inspected(database_url, by_number) == after
+    command.downgrade(alembic_config(database_url), "0011")
+    assert _inspected(database_url, by_number) == []
+    upgrade_database(database_url)
+    assert _inspected(database_url, by_number) == after
 
 
 def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:

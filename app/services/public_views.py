@@ -170,3 +170,28 @@ def records_of_ruc(
         ]
 
     return {"ruc": ruc, "as_buyer": of(Record.buyer_ruc), "as_supplier": of(Record.supplier_ruc)}
+
+
+def orders_numbered(
+    *, session: Session, order_number: str, genesis: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """The purchase orders numbered ``order_number``, at any buyer (newest issued first).
+
+    An order number is unique per buyer only (a second order with the same buyer and
+    number is a 409, DESIGN §4), so a number alone may name orders of several buyers.
+    Read along ix_records_order_number: one index range, whatever the ledger holds.
+    """
+    target = chain_target(session)
+    rows = session.execute(
+        with_batch(select(Record, Batch))
+        .options(defer(Record.canonical))
+        .where(Record.order_number == order_number, Record.schema == PURCHASE_ORDER_SCHEMA)
+        .order_by(Record.issued_at.desc(), Record.id.desc())
+        .limit(limit)
+    ).all()
+    return {
+        "order_number": order_number,
+        "orders": [
+            summary(record, public_status(batch, target, genesis=genesis)) for record, batch in rows
+        ],
+    }

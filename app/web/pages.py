@@ -26,6 +26,7 @@ from app.services.public_views import (
     latest_orders,
     ledger_state,
     order_page,
+    orders_numbered,
     record_page,
     records_of_ruc,
 )
@@ -78,8 +79,9 @@ def _order_path(buyer_ruc: str, order_number: str) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, runtime: RuntimeDep) -> Response:
-    """Search (an order number with its buyer's RUC, a RUC, a record hash, a file's
-    SHA-256), the latest orders and the ledger's state."""
+    """Search (an order number, with its buyer's RUC or alone, a RUC, a record hash, a
+    file's SHA-256), the latest orders and the ledger's state. An order number alone goes
+    to its order when one buyer used it, and lists the orders when several did."""
     q = (request.query_params.get("q") or "").strip()
     ruc = (request.query_params.get("ruc") or "").strip()
     context: dict[str, Any] = {"q": q, "ruc": ruc, "search": None}
@@ -97,7 +99,13 @@ def home(request: Request, runtime: RuntimeDep) -> Response:
         elif _RUC.fullmatch(q or ruc):
             context["search"] = {"kind": "ruc", **runtime.read(records_of_ruc, ruc=q or ruc)}
         elif q and not ruc:
-            context["search"] = {"kind": "needs_ruc", "order_number": q}
+            found = runtime.read(orders_numbered, order_number=q)
+            if len(found["orders"]) == 1:
+                (only,) = found["orders"]
+                return RedirectResponse(
+                    _order_path(only["buyer"]["ruc"], only["order_number"]), status_code=303
+                )
+            context["search"] = {"kind": "order_number", **found}
         else:
             context["search"] = {"kind": "unknown"}
     context["latest"] = runtime.read(latest_orders, limit=10)

@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.runtime import Runtime
+from app.services.agencies import add_agency
 from app.web import i18n
 from app.web.rendering import content_security_policy, origin_of
+from tests.support.orders import OTHER_BUYER_RUC, order
 from tests.support.pages import ACTA_PDF, HOSTILE, HOSTILE_URL, Ledger, populate
 
 pytestmark = [pytest.mark.db, pytest.mark.chain, pytest.mark.e2e]
@@ -107,10 +109,53 @@ def test_the_home_page_searches_and_shows_the_ledger(client: TestClient, ledger:
     assert by_hash.headers["location"] == f"/r/{ledger.history[2]}"
     listed = page(client, f"/?q={ruc}")
     assert listed.all_text.count("OCAM-") >= 5 and f"/o/{ruc}/{number}" in listed.links
-    assert "RUC" in page(client, f"/?q={number}").all_text  # an order number needs its buyer
     acta = hashlib.sha256(ACTA_PDF).hexdigest()
     bound = page(client, f"/?q={acta}")
     assert f"/r/{ledger.history[2]}" in bound.links and "Acta de conformidad" in bound.all_text
+
+
+def test_an_order_number_alone_goes_to_its_order_lists_its_buyers_or_says_there_is_none(
+    client: TestClient, ledger: Ledger, runtime: Runtime
+) -> None:
+    number = ledger.order["order_number"]
+    # One buyer used it: straight to the order, as with the buyer's RUC. Its events carry
+    # the number too (three of them here), and are not orders of their own.
+    alone = client.get("/", params={"q": number}, follow_redirects=False)
+    assert alone.status_code == 303 and alone.headers["location"] == ledger.order_path
+
+    # None did: the search page says so (a search, like a RUC with no orders, not a 404).
+    none = page(client, "/?q=OCAM-1999-1-1-0")
+    assert "No existe ninguna orden de compra con el número OCAM-1999-1-1-0." in none.all_text
+    assert not [link for link in none.links if link.endswith("/OCAM-1999-1-1-0")]
+    english = page(client, "/?q=OCAM-1999-1-1-0", headers={"Accept-Language": "en"})
+    assert "There is no purchase order numbered OCAM-1999-1-1-0." in english.all_text
+
+    # Another buyer numbers an order the same way (a number is unique per buyer only):
+    # both are listed, newest issued first, and the visitor chooses.
+    with runtime.session_factory() as session:
+        key = add_agency(session=session, ruc=OTHER_BUYER_RUC, name="MUNICIPALIDAD").api_key
+    other = order(0, buyer_ruc=OTHER_BUYER_RUC, order_number=number)
+    other["buyer"]["name"] = "MUNICIPALIDAD PROVINCIAL DEL CUSCO"
+    other["issued_at"] = "2026-02-05T10:00:00-05:00"
+    posted = client.post(
+        "/v1/purchase-orders", json=other, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert posted.status_code == 202, posted.text
+    several = client.get("/", params={"q": number})
+    assert several.status_code == 200
+    results = Page(several.text.split('id="results">', 1)[1].split("</section>", 1)[0])
+    assert f"El número de orden {number} lo usan varias entidades compradoras" in results.all_text
+    assert results.links == [f"/o/{OTHER_BUYER_RUC}/{number}", ledger.order_path]
+    assert "MUNICIPALIDAD PROVINCIAL DEL CUSCO" in results.all_text
+    assert "MINISTERIO PÚBLICO-GERENCIA ADMINISTRATIVA DE SAN MARTÍN" in results.all_text
+    assert "pendiente" in results.all_text and "final" in results.all_text
+    # With the buyer's RUC it is still one order.
+    chosen = client.get("/", params={"q": number, "ruc": OTHER_BUYER_RUC}, follow_redirects=False)
+    assert chosen.headers["location"] == f"/o/{OTHER_BUYER_RUC}/{number}"
+
+    # A RUC that is not one (not 11 digits) is neither: the page says what it searches.
+    malformed = page(client, "/", params={"q": number, "ruc": "2060"})
+    assert "Busque un número de orden (con el RUC de 11 dígitos" in malformed.all_text
 
 
 def test_an_order_page_shows_parties_amounts_items_documents_and_its_history(

@@ -1,7 +1,9 @@
 """The public pages in a real browser (Debian's chromium, through Playwright), served on a
-real port against the test Hardhat node: search, an order's history, verification in the
+real port against a Hardhat node of its own: search, an order's history, verification in the
 browser passing and failing at the named step, a dropped file, a phone's width, no
-JavaScript, both languages. Writes the README's two screenshots (docs/screenshots/).
+JavaScript, both languages. Writes the README's two screenshots (docs/screenshots/), the
+same bytes on every run: fixed records, a chain of its own (same blocks) and a fixed
+public RPC address, so running the tests leaves the tree clean.
 
 Every page is opened 390 px wide (a phone's) and checked for horizontal overflow; every
 test fails on a Content-Security-Policy violation or a JavaScript dialog.
@@ -30,13 +32,17 @@ from app.settings import Settings
 from ledger.chain import ChainClient
 from tests.support.browser import ChainIdProxy, chromium, missing
 from tests.support.database import fresh_database
-from tests.support.hardhat import DEV_KEY_0, HardhatNode, free_port
+from tests.support.hardhat import DEV_KEY_0, HardhatNode, free_port, start_node
 from tests.support.live import live_server
 from tests.support.pages import ACTA_PDF, HOSTILE, ORDER_PDF, Ledger, populate
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.db, pytest.mark.chain]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The JSON-RPC endpoint the pages give browsers (ANCLA_PUBLIC_RPC_URL): a fixed address,
+# which every browser context carries to the test node (see make_page), so that the
+# verification's screenshot reads the same whatever port the node got.
+PUBLIC_RPC_URL = "http://127.0.0.1:8545"
 PHONE = {"width": 390, "height": 844}
 VERIFIED = '[data-steps][data-verification="pass"]'
 NOT_VERIFIED = '[data-steps][data-verification="fail"]'
@@ -51,9 +57,18 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HardhatNode]:
+    """A test chain of this module's own: on the session's node, the anchor's block
+    number (shown in the verification's screenshot) would depend on the tests before."""
+    started = start_node(tmp_path_factory.mktemp("hardhat-pages"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def site(node: HardhatNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Ancla on a real port (its pages and API), anchored on the test chain (SQLite)."""
-    chain = ChainClient(hardhat_node.url)
+    chain = ChainClient(node.url)
     address, _ = chain.deploy_registry(Account.from_key(DEV_KEY_0))
     with fresh_database("sqlite", tmp_path_factory.mktemp("pages")) as url:
         port = free_port()
@@ -61,7 +76,8 @@ def site(hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory) ->
             Settings(
                 environment="test",
                 database_url=url,
-                rpc_url=hardhat_node.url,
+                rpc_url=node.url,
+                public_rpc_url=PUBLIC_RPC_URL,
                 contract_address=address,
                 signer_key=DEV_KEY_0,
                 batch_max_size=100,
@@ -74,7 +90,7 @@ def site(hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory) ->
             with live_server(create_app(runtime=runtime), port=port) as base:
                 with httpx.Client(base_url=base) as client:
                     ledger = populate(client, runtime)
-                yield Site(base, runtime, ledger, hardhat_node.url)
+                yield Site(base, runtime, ledger, node.url)
         finally:
             runtime.stop()
 
@@ -110,14 +126,19 @@ class Watched:
 
 
 @pytest.fixture
-def make_page(browser: Any) -> Iterator[Any]:
+def make_page(browser: Any, site: Site) -> Iterator[Any]:
     contexts: list[Any] = []
     watched: list[Watched] = []
+
+    def to_the_node(route: Any) -> None:
+        # The browser asked PUBLIC_RPC_URL; the node answers (its CORS headers too).
+        route.fulfill(response=route.fetch(url=site.rpc_url))
 
     def make(**options: Any) -> Watched:
         context = browser.new_context(
             viewport=PHONE, locale=options.pop("locale", "es-PE"), **options
         )
+        context.route(lambda url: url.startswith(PUBLIC_RPC_URL), to_the_node)
         contexts.append(context)
         page = Watched(context.new_page())
         page.page.set_default_timeout(20_000)
@@ -170,6 +191,20 @@ def test_search_finds_an_order_and_its_page_shows_the_history(site: Site, make_p
     page.locator("section.history").screenshot(path=str(SCREENSHOTS / "order-history.png"))
 
 
+def test_an_order_number_alone_lands_on_its_order(site: Site, make_page: Any) -> None:
+    # Without the buyer's RUC: the number is the only order of that number in the ledger.
+    watched = make_page()
+    page = watched.page
+    page.goto(f"{site.base}/")
+    page.fill("#q", site.ledger.order["order_number"])
+    assert page.input_value("#ruc") == ""
+    page.click("form.search button[type=submit]")
+    page.wait_for_url(f"{site.base}{site.ledger.order_path}")
+    assert page.inner_text("main h1") == site.ledger.order["order_number"]
+    assert page.locator("[data-history] > li").count() == 4
+    watched.fits()
+
+
 def test_a_final_record_verifies_in_the_browser_from_its_qr_code(
     site: Site, make_page: Any, tmp_path: Path
 ) -> None:
@@ -191,7 +226,7 @@ def test_a_final_record_verifies_in_the_browser_from_its_qr_code(
     assert set(steps_of(page).values()) == {"pass"} and len(steps_of(page)) == 10
     assert "Verificado" in page.inner_text("[data-outcome]")
     trusted = page.inner_text('[data-step="anchor.root"] [data-trusted]')
-    assert site.rpc_url in trusted
+    assert PUBLIC_RPC_URL in trusted
     watched.fits()
     page.locator("section.verify").screenshot(path=str(SCREENSHOTS / "verification.png"))
 

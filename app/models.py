@@ -269,10 +269,10 @@ class Record(Base):
         Index("ix_records_buyer_issued", "buyer_ruc", "issued_at", "id"),
         Index("ix_records_supplier_issued", "supplier_ruc", "issued_at", "id"),
         Index("ix_records_issued", "issued_at", "id"),
-        # The pages' search by order number alone (any buyer): equality on the
-        # number and the schema (an order's events carry its number too), then
-        # the list's (issued_at, id) order, so the list is one index range.
-        Index("ix_records_order_number", "order_number", "schema", "issued_at", "id"),
+        # The pages' search by order number alone (any buyer). The number only:
+        # each indexed column costs every write, and a number names a handful
+        # of records (its orders at a few buyers and their events).
+        Index("ix_records_order_number", "order_number"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

@@ -179,7 +179,7 @@ def orders_numbered(
 
     An order number is unique per buyer only (a second order with the same buyer and
     number is a 409, DESIGN §4), so a number alone may name orders of several buyers.
-    Read along ix_records_order_number: one index range, whatever the ledger holds.
+    Found through ix_records_order_number, whatever the ledger holds.
     """
     target = chain_target(session)
     rows = session.execute(

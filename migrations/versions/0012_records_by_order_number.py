@@ -4,13 +4,14 @@ The public search (DESIGN §9) finds a purchase order from its number alone,
 without the buyer's RUC: a number is unique per buyer only, so it names one
 order or a few at different buyers. No index began with order_number (the
 identity index begins with ``<buyer RUC>/<order number>``), so the lookup
-read every record. The new index holds the number and the schema (an order's
-events carry its number too), then the list's (issued_at, id) order: the
-search reads one index range, newest issued first.
+read every record. The index holds the number alone: every record written
+updates every index of records, so each column here costs ingest, and one
+number names a handful of records (its orders and their events), which the
+search filters and sorts in memory.
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-06 09:00:00
+Create Date: 2026-12-03 13:30:00
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_records_order_number",
         "records",
-        ["order_number", "schema", "issued_at", "id"],
+        ["order_number"],
         unique=False,
     )
 

@@ -80,13 +80,19 @@ def run_one(url: str, rpc_url: str, contract: str, jobs: int) -> dict[str, Any]:
         "discrepancies": len(report.discrepancies),
         "seconds": total,
         "rpc_seconds": TimedClient.rpc_seconds,
-        # The largest of this process and its worker processes.
-        "peak_mb": max(
-            resource.getrusage(who).ru_maxrss
-            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-        )
+        # The largest of this process and its worker processes. This process's
+        # own high-water mark from /proc: ru_maxrss would count the memory of
+        # the bench's process it was started from (Linux keeps it across exec).
+        "peak_mb": max(_own_peak_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
         / 1024,
     }
+
+
+def _own_peak_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(code: Path, url: str, rpc_url: str, contract: str, jobs: int) -> dict[str, Any]:

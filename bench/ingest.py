@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/ingest.py [--database sqlite|postgresql|both] [--seconds 10]
         [--clients 32] [--bulk-size 1000] [--bulk-clients 4] [--workers 1,2,3]
-        [--load-generator wrk|httpx] [--no-bulk | --no-single] [--events] [--no-anchor-worker]
+        [--load-generator wrk|httpx] [--no-bulk | --no-single] [--events | --mixed]
+        [--no-anchor-worker]
         [--profile DIR [--profile-only] [--profile-test single|bulk] [--py-spy PATH]]
 
 For each database and each uvicorn worker count: a fresh migrated database (a
@@ -29,6 +30,9 @@ load generator is one agency, and the limit is policy, not capacity.
 (c) with --events, POST /v1/events/bulk: as many orders as the run could reach
     are recorded first (not measured), then --bulk-clients clients append one
     "accepted" event to each, --bulk-size events per body, for --seconds.
+(d) with --mixed, orders and events at once: as (c), but half the clients
+    append the events while the other half POST new orders as (b); records/s
+    counts both (issue 19: >= 20,000 records/s mixed half and half).
 
 Also printed: the cores each process group used during the run (the service,
 the Hardhat node, PostgreSQL, the load generator, and the whole machine, so
@@ -361,6 +365,7 @@ def run_bulk(
     path: str = BULK_PATH,
     prebuilt: list[list[bytes]] | None = None,
     label: str = "bulk",
+    mixed: list[list[bytes]] | None = None,
 ) -> Result:
     """Each client POSTs bodies built before the clock starts, then builds more
     if the service outruns them.
@@ -383,11 +388,17 @@ def run_bulk(
     # Enough for PREBUILT_RATE records/s; a faster service gets bodies built on the fly.
     per_client = int(seconds * PREBUILT_RATE / size / clients) + 2
     # Events name the orders they follow: those bodies are all built before (a
-    # client stops when its orders run out).
+    # client stops when its orders run out). ``mixed``: the odd clients POST
+    # these events to EVENTS_PATH while the even ones POST orders.
     bodies = prebuilt or [
         [bulk_body(f"{prefix}-{index}", n * size, size) for n in range(per_client)]
         for index in range(clients)
     ]
+    paths = [path] * clients
+    fixed = [prebuilt is not None] * clients
+    if mixed is not None:
+        for index in range(1, clients, 2):
+            bodies[index], paths[index], fixed[index] = mixed[index // 2], EVENTS_PATH, True
     if on_start is not None:
         on_start()  # the CPU meter: the bodies built above are not the run's
     deadline = time.monotonic() + seconds
@@ -404,14 +415,14 @@ def run_bulk(
             while time.monotonic() < deadline:
                 if ready:
                     body = ready.pop(0)
-                elif prebuilt is not None:
+                elif fixed[index]:
                     break
                 else:
                     body = bulk_body(f"{prefix}-{index}", n * size, size)
                     n += 1
                 start = time.perf_counter()
                 try:
-                    response = http.post(path, content=body)
+                    response = http.post(paths[index], content=body)
                 except httpx.HTTPError:
                     failures[index] += 1
                     continue
@@ -608,13 +619,16 @@ def measure(
                 bulk.queued_at_end = after_bulk["unbatched"]
                 bulk.drained_after = _wait_until_sealed(url)
             events: Result | None = None
-            if args.events:
+            if args.events or args.mixed:
                 # The same number of orders the bulk run could reach, recorded
                 # first (not measured); then one event for each, in bulk.
-                wanted = int(args.seconds * EVENT_ORDERS_RATE)
+                # --mixed: half the clients append those events, half POST new
+                # orders (bulk_body's numbers, another prefix), at once.
+                event_clients = args.bulk_clients // 2 if args.mixed else args.bulk_clients
+                wanted = int(args.seconds * EVENT_ORDERS_RATE * event_clients / args.bulk_clients)
                 orders = create_orders(server, api_key, wanted, f"E{run}")
                 _wait_until_sealed(url)
-                bodies = event_bodies(orders, clients=args.bulk_clients, size=args.bulk_size)
+                bodies = event_bodies(orders, clients=event_clients, size=args.bulk_size)
                 before = db_state(url)
                 events = run_bulk(
                     server,
@@ -625,9 +639,10 @@ def measure(
                     prefix=f"V{run}",
                     keep_alive=args.bulk_keep_alive,
                     on_start=meter.start,
-                    path=EVENTS_PATH,
-                    prebuilt=bodies,
-                    label="events",
+                    path=BULK_PATH if args.mixed else EVENTS_PATH,
+                    prebuilt=None if args.mixed else bodies,
+                    label="mixed" if args.mixed else "events",
+                    mixed=bodies if args.mixed else None,
                 )
                 events.cores = meter.stop()
                 after = db_state(url)
@@ -836,6 +851,12 @@ def main() -> None:
         action="store_true",
         help="also bulk events (POST /v1/events/bulk): one 'accepted' per order recorded first",
     )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also orders and events at once: half the bulk clients POST orders, half "
+        "append one 'accepted' event to each of the orders recorded first (issue 19)",
+    )
     parser.add_argument("--profile-test", choices=["single", "bulk"], default="single")
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary")
     args = parser.parse_args()
@@ -890,7 +911,7 @@ def main() -> None:
                             )
                         for name, r in (
                             (f"bulk x{args.bulk_size}", bulk),
-                            (f"events x{args.bulk_size}", events),
+                            (f"{'mixed' if args.mixed else 'events'} x{args.bulk_size}", events),
                         ):
                             if r is None:
                                 continue

@@ -16,7 +16,7 @@ import asyncio
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
@@ -248,12 +248,24 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
             session.commit()
         _judge(prepared, candidates, created, existing, taken)
         return
+    known: dict[tuple[str, str], Chain] | None = None
+    if dialect.name == "sqlite":
+        # The chains as they are now, read before queueing for the write lock
+        # (one writer at a time on SQLite, across processes): inside it, each
+        # chain is only walked on from the head read here, which finds no
+        # newer record unless another writer extended it meanwhile. On a
+        # connection of its own: a read transaction that then wrote would fail
+        # if another writer committed in between (WAL), and the session's
+        # transaction may hold its caller's work.
+        chained = [item for item in prepared if item.schema.chain is not None]
+        with session.get_bind().engine.connect() as reading:
+            known = load_chains(reading, _chain_roots(chained))
     for attempt in range(1, _CHAIN_RACE_TRIES + 1):
         with serialized_writes(session):
             connection = session.connection()
             # Records that extend a chain are judged against the chain as it is
             # now, inside the write lock; the refused ones are not stored.
-            refused = admit_chained(connection, prepared)
+            refused = admit_chained(connection, prepared, known=known)
             admitted = [item for item in prepared if id(item) not in refused]
             storing = [item for item in candidates if id(item) not in refused]
             rows = [_row(item, now) for item in storing]
@@ -319,10 +331,25 @@ def _bind_documents(connection: Connection, created: Sequence[Prepared]) -> None
         connection.execute(_BIND_DOCUMENT, rows)
 
 
-def admit_chained(connection: Connection, prepared: Sequence[Prepared]) -> set[int]:
+def _chain_roots(items: Sequence[Prepared]) -> dict[tuple[str, str], RecordSchema]:
+    """(root schema, root identity) of each chain the chained ``items`` extend."""
+    roots: dict[tuple[str, str], RecordSchema] = {}
+    for item in items:
+        rule = cast(ChainRule, item.schema.chain)
+        roots[(rule.root_schema, rule.root_identity(item.columns))] = item.schema
+    return roots
+
+
+def admit_chained(
+    connection: Connection,
+    prepared: Sequence[Prepared],
+    *,
+    known: Mapping[tuple[str, str], Chain] | None = None,
+) -> set[int]:
     """Judge the records that extend a chain (app.records.registry.ChainRule), in
     order, against their chains as stored and as extended by the items before
     them; write the outcome of each refused one and return their ``id()``.
+    ``known``: the chains as read before (load_chains).
 
     A record already stored (an identical one sent again) is left to the
     ordinary path, which answers "exists". An accepted record becomes its
@@ -330,11 +357,7 @@ def admit_chained(connection: Connection, prepared: Sequence[Prepared]) -> set[i
     """
     items = [item for item in prepared if item.schema.chain is not None]
     stored = stored_hashes(connection, [item.hash for item in items])
-    roots: dict[tuple[str, str], RecordSchema] = {}
-    for item in items:
-        rule = cast(ChainRule, item.schema.chain)
-        roots[(rule.root_schema, rule.root_identity(item.columns))] = item.schema
-    chains = load_chains(connection, roots)
+    chains = load_chains(connection, _chain_roots(items), known=known)
     refused: set[int] = set()
     seen = set(stored)
     for item in items:

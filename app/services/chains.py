@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, bindparam, select
 
 from app.models import Record
 from app.records.registry import ChainRefusal, ChainRule, RecordSchema
@@ -41,6 +41,21 @@ class Chain:
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+def member_of(connection: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(%s)``, one array parameter.
+
+    psycopg rewrites a query's placeholders in Python, and caches the result
+    only for texts under 4 KB: an IN list of 500 parameters was rewritten on
+    every call, 1.8 ms each, several per bulk of events (measured).
+    """
+    if connection.dialect.name == "postgresql":
+        return cast(
+            ColumnElement[bool],
+            column == any_(bindparam(None, list(values), type_=ARRAY(column.type))),
+        )
+    return cast(ColumnElement[bool], column.in_(values))
 
 
 def load_chains(
@@ -73,7 +88,8 @@ def load_chains(
         for chunk in _chunks(sorted(identities)):
             found = connection.execute(
                 select(records.c.hash, records.c.canonical, records.c.identity).where(
-                    records.c.schema == root_schema, records.c.identity.in_(chunk)
+                    records.c.schema == root_schema,
+                    member_of(connection, records.c.identity, chunk),
                 )
             )
             for record_hash, canonical, identity in found:
@@ -88,7 +104,8 @@ def load_chains(
         for chunk in _chunks(sorted(frontier)):
             found = connection.execute(
                 select(records.c.hash, records.c.canonical, records.c.identity).where(
-                    records.c.schema.in_(extending), records.c.identity.in_(chunk)
+                    records.c.schema.in_(extending),
+                    member_of(connection, records.c.identity, chunk),
                 )
             )
             for record_hash, canonical, prev in found:
@@ -124,5 +141,9 @@ def stored_hashes(connection: Connection, hashes: Iterable[str]) -> set[str]:
     records = cast(Table, Record.__table__)
     found: set[str] = set()
     for chunk in _chunks(sorted(set(hashes))):
-        found.update(connection.scalars(select(records.c.hash).where(records.c.hash.in_(chunk))))
+        found.update(
+            connection.scalars(
+                select(records.c.hash).where(member_of(connection, records.c.hash, chunk))
+            )
+        )
     return found

@@ -45,7 +45,7 @@ from app.records.registry import (
     ValidRecord,
     schema_named,
 )
-from app.services.chains import Chain, load_chains, stored_hashes
+from app.services.chains import Chain, load_chains, member_of, stored_hashes
 from ledger.canonical import canonical_bytes, hash_canonical
 from ledger.hashing import to_hex
 
@@ -692,7 +692,8 @@ def _lookup(
         for chunk in _chunks(sorted(identities)):
             rows = connection.execute(
                 select(records.c.identity, records.c.hash).where(
-                    records.c.schema == schema_name, records.c.identity.in_(chunk)
+                    records.c.schema == schema_name,
+                    member_of(connection, records.c.identity, chunk),
                 )
             )
             taken.update({(schema_name, identity): found for identity, found in rows})

@@ -59,31 +59,17 @@ def member_of(connection: Connection, column: Any, values: Sequence[Any]) -> Col
 
 
 def load_chains(
-    connection: Connection,
-    roots: Mapping[tuple[str, str], RecordSchema],
-    *,
-    known: Mapping[tuple[str, str], Chain] | None = None,
+    connection: Connection, roots: Mapping[tuple[str, str], RecordSchema]
 ) -> dict[tuple[str, str], Chain]:
     """The chains that start at each (root schema, root identity) of ``roots``,
-    each extended by records of the schema it maps to, as stored now.
-
-    ``known``: chains as read earlier (another transaction). A chain only
-    grows, and its records never change, so a chain read earlier is a prefix
-    of the chain now: it is walked on from its head, its root not read again.
-    """
+    each extended by records of the schema it maps to, as stored now."""
     records = cast(Table, Record.__table__)
     chains: dict[tuple[str, str], Chain] = {key: Chain() for key in roots}
+    by_root_schema: dict[str, list[str]] = {}
+    for root_schema, identity in roots:
+        by_root_schema.setdefault(root_schema, []).append(identity)
     # Where each chain's head is now (its hash as text) -> the chain's key.
     frontier: dict[str, tuple[str, str]] = {}
-    by_root_schema: dict[str, list[str]] = {}
-    for key in roots:
-        earlier = known.get(key) if known is not None else None
-        if earlier is not None and earlier.state is not None:
-            chains[key] = earlier
-            if earlier.broken is None and earlier.head is not None:
-                frontier[earlier.head] = key
-            continue
-        by_root_schema.setdefault(key[0], []).append(key[1])
     for root_schema, identities in by_root_schema.items():
         for chunk in _chunks(sorted(identities)):
             found = connection.execute(

@@ -16,7 +16,7 @@ import asyncio
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
@@ -248,24 +248,12 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
             session.commit()
         _judge(prepared, candidates, created, existing, taken)
         return
-    known: dict[tuple[str, str], Chain] | None = None
-    if dialect.name == "sqlite":
-        # The chains as they are now, read before queueing for the write lock
-        # (one writer at a time on SQLite, across processes): inside it, each
-        # chain is only walked on from the head read here, which finds no
-        # newer record unless another writer extended it meanwhile. On a
-        # connection of its own: a read transaction that then wrote would fail
-        # if another writer committed in between (WAL), and the session's
-        # transaction may hold its caller's work.
-        chained = [item for item in prepared if item.schema.chain is not None]
-        with session.get_bind().engine.connect() as reading:
-            known = load_chains(reading, _chain_roots(chained))
     for attempt in range(1, _CHAIN_RACE_TRIES + 1):
         with serialized_writes(session):
             connection = session.connection()
             # Records that extend a chain are judged against the chain as it is
             # now, inside the write lock; the refused ones are not stored.
-            refused = admit_chained(connection, prepared, known=known)
+            refused = admit_chained(connection, prepared)
             admitted = [item for item in prepared if id(item) not in refused]
             storing = [item for item in candidates if id(item) not in refused]
             rows = [_row(item, now) for item in storing]
@@ -340,16 +328,10 @@ def _chain_roots(items: Sequence[Prepared]) -> dict[tuple[str, str], RecordSchem
     return roots
 
 
-def admit_chained(
-    connection: Connection,
-    prepared: Sequence[Prepared],
-    *,
-    known: Mapping[tuple[str, str], Chain] | None = None,
-) -> set[int]:
+def admit_chained(connection: Connection, prepared: Sequence[Prepared]) -> set[int]:
     """Judge the records that extend a chain (app.records.registry.ChainRule), in
     order, against their chains as stored and as extended by the items before
     them; write the outcome of each refused one and return their ``id()``.
-    ``known``: the chains as read before (load_chains).
 
     A record already stored (an identical one sent again) is left to the
     ordinary path, which answers "exists". An accepted record becomes its
@@ -357,7 +339,7 @@ def admit_chained(
     """
     items = [item for item in prepared if item.schema.chain is not None]
     stored = stored_hashes(connection, [item.hash for item in items])
-    chains = load_chains(connection, _chain_roots(items), known=known)
+    chains = load_chains(connection, _chain_roots(items))
     refused: set[int] = set()
     seen = set(stored)
     for item in items:

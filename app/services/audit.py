@@ -523,7 +523,7 @@ class Auditor:
             finished: dict[int, Future[AuditReport]] = {}
             feeder = threading.Thread(
                 target=_feed,
-                args=(pool, tasks, untaken, running, finished),
+                args=(pool, tasks, untaken, running, finished, self.progress),
                 name="audit-feeder",
                 daemon=True,
             )
@@ -542,9 +542,7 @@ class Auditor:
                 untaken.close()  # on an error here, the workers get no more
                 feeder.join()
             for index, future in sorted(finished.items()):
-                done = future.result()  # a worker's error is raised here
-                self.progress(done.records_checked)
-                parts[index] = done
+                parts[index] = future.result()  # a worker's error is raised here
         # In batch order: the report a single process makes.
         for checked in [*parts, after]:
             assert checked is not None  # noqa: S101 - every range was checked above
@@ -1046,15 +1044,19 @@ def _feed(
     untaken: _Ranges,
     running: dict[Future[AuditReport], int],
     finished: dict[int, Future[AuditReport]],
+    progress: Callable[[int], None],
 ) -> None:
-    """Give each worker process its next range as soon as it is done with one."""
+    """Give each worker process its next range as soon as it is done with one,
+    and count its records as checked (``progress``: Rich's is thread-safe)."""
     while running:
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             finished[running.pop(future)] = future
             if future.exception() is not None:
                 untaken.close()  # raised by the caller; no point going on
-            elif (index := untaken.front()) is not None:
+                continue
+            progress(future.result().records_checked)
+            if (index := untaken.front()) is not None:
                 running[pool.submit(_audit_range, tasks[index])] = index
 
 

@@ -47,18 +47,20 @@ from typing_extensions import TypedDict
 # rules as patterns, tested there against bounded_text).
 from app.records.purchase_order import (
     _FAST,
-    _PLAIN_URL,
-    _TEXT_PATTERN,
     PURCHASE_ORDER_SCHEMA,
     PurchaseOrder,
     _fast_order,
+    _fast_url,
     _FastCode,
     _FastDescription,
     _FastDocument,
     _FastMoney,
     _FastName,
+    _FastOrderNumber,
     _FastRuc,
-    _whole,
+    _FastSha256,
+    _FastStatusText,
+    _FastUrl,
     order_identity,
 )
 from app.records.registry import (
@@ -71,12 +73,8 @@ from app.records.registry import (
 from app.records.vocabulary import (
     DOCUMENTS_MAX,
     EXACT,
-    ORDER_NUMBER_MAX,
-    ORDER_NUMBER_RE,
-    SHA256_RE,
     STATUS_MAX,
     STRICT,
-    URL_MAX,
     Code,
     Currency,
     DateTimeWithOffset,
@@ -96,7 +94,6 @@ from app.records.vocabulary import (
     money_field,
     require_str,
     ruc_field,
-    url_parts,
 )
 from ledger.hashing import from_hex32
 
@@ -446,9 +443,6 @@ class ValidEvent:
 # what is valid: the fast path may refuse more, never accept more, and must
 # record the same data (tests/app/test_fast_event_validation.py).
 
-_FastOrderNumber = Annotated[
-    str, StringConstraints(max_length=ORDER_NUMBER_MAX, pattern=_whole(ORDER_NUMBER_RE))
-]
 # from_hex32's rule (what _prev checks) as a pattern.
 _FastPrev = Annotated[str, StringConstraints(pattern="^0x[0-9a-f]{64}$")]
 _FastDocuments = Annotated[list[_FastDocument], Field(min_length=1, max_length=DOCUMENTS_MAX)]
@@ -475,8 +469,8 @@ class _FastBoundDocument(TypedDict):
     document_type: str
     media_type: str
     size: int
-    sha256: Annotated[str, StringConstraints(pattern=_whole(SHA256_RE))]
-    url: NotRequired[Annotated[str, StringConstraints(max_length=URL_MAX, pattern=_TEXT_PATTERN)]]
+    sha256: _FastSha256
+    url: NotRequired[_FastUrl]
 
 
 # TypedDicts do not inherit their bases' pydantic config: each is decorated.
@@ -528,7 +522,7 @@ class _FastCancelled(_FastHead):
 @with_config(_FAST)
 class _FastStatus(_FastHead):
     type: Literal["status"]
-    status: Annotated[str, StringConstraints(max_length=STATUS_MAX, pattern=_TEXT_PATTERN)]
+    status: _FastStatusText
     note: NotRequired[_FastDescription]
     documents: NotRequired[_FastDocuments]
 
@@ -539,15 +533,9 @@ class _FastDocumentBound(_FastHead):
     document: _FastBoundDocument
 
 
-def _url(url: str) -> None:
-    # Length and text rules are the patterns'; a plain URL needs no urlsplit.
-    if not _PLAIN_URL.fullmatch(url):
-        url_parts(url)
-
-
 def _documents(event: dict[str, Any]) -> None:
     for document in event.get("documents", ()):
-        _url(document["url"])
+        _fast_url(document["url"])
 
 
 def _money(money: dict[str, Any]) -> None:
@@ -574,7 +562,7 @@ def _bound(event: dict[str, Any]) -> None:
     _media_type(document["media_type"])
     _size(document["size"])
     if "url" in document:
-        _url(document["url"])
+        _fast_url(document["url"])
 
 
 def _nothing(event: dict[str, Any]) -> None:

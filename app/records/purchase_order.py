@@ -385,6 +385,12 @@ _FastDescription = Annotated[
 _FastCode = Annotated[str, StringConstraints(max_length=CODE_MAX, pattern=_TEXT_PATTERN)]
 _FastRuc = Annotated[str, StringConstraints(pattern=_whole(RUC_RE))]
 _FastMoney = Annotated[str, StringConstraints(pattern=_whole(MONEY_RE))]
+_FastOrderNumber = Annotated[
+    str, StringConstraints(max_length=ORDER_NUMBER_MAX, pattern=_whole(ORDER_NUMBER_RE))
+]
+_FastStatusText = Annotated[str, StringConstraints(max_length=STATUS_MAX, pattern=_TEXT_PATTERN)]
+_FastUrl = Annotated[str, StringConstraints(max_length=URL_MAX, pattern=_TEXT_PATTERN)]
+_FastSha256 = Annotated[str, StringConstraints(pattern=_whole(SHA256_RE))]
 
 
 @with_config(_FAST)
@@ -411,15 +417,13 @@ class _FastItem(TypedDict):
 @with_config(_FAST)
 class _FastDocument(TypedDict):
     title: _FastName
-    url: Annotated[str, StringConstraints(max_length=URL_MAX, pattern=_TEXT_PATTERN)]
-    sha256: NotRequired[Annotated[str, StringConstraints(pattern=_whole(SHA256_RE))]]
+    url: _FastUrl
+    sha256: NotRequired[_FastSha256]
 
 
 @with_config(_FAST)
 class _FastOrder(TypedDict):
-    order_number: Annotated[
-        str, StringConstraints(max_length=ORDER_NUMBER_MAX, pattern=_whole(ORDER_NUMBER_RE))
-    ]
+    order_number: _FastOrderNumber
     buyer: _FastParty
     supplier: _FastParty
     issued_at: str
@@ -429,9 +433,7 @@ class _FastOrder(TypedDict):
     total: _FastMoney
     framework_agreement: NotRequired[_FastName]
     procurement_method: NotRequired[_FastName]
-    status: NotRequired[
-        Annotated[str, StringConstraints(max_length=STATUS_MAX, pattern=_TEXT_PATTERN)]
-    ]
+    status: NotRequired[_FastStatusText]
     items: NotRequired[Annotated[list[_FastItem], Field(min_length=1, max_length=_ITEMS_MAX)]]
     documents: NotRequired[
         Annotated[list[_FastDocument], Field(min_length=0, max_length=DOCUMENTS_MAX)]
@@ -444,6 +446,13 @@ _FAST_ORDER: Final = TypeAdapter(_FastOrder)
 # then a path, query or fragment, which url_parts does not look into.
 # urlsplit with its host and port properties cost 3.5 us per document.
 _PLAIN_URL: Final = re.compile(r"https?://[A-Za-z0-9.-]+(?:[/?#].*)?", re.DOTALL)
+
+
+def _fast_url(url: str) -> None:
+    """url_parts' verdict on a URL whose length and text the patterns checked;
+    raises ValueError. A plain URL needs no urlsplit."""
+    if not _PLAIN_URL.fullmatch(url):
+        url_parts(url)
 
 
 def _fast_order(data: object) -> dict[str, Any] | None:
@@ -459,8 +468,7 @@ def _fast_order(data: object) -> dict[str, Any] | None:
         if "status" in order:
             capitals(order["status"])
         for document in order.get("documents", ()):
-            if not _PLAIN_URL.fullmatch(document["url"]):
-                url_parts(document["url"])
+            _fast_url(document["url"])
         items = order.get("items")
         if items is not None:
             for item in items:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/monitor.py [--records 1000000] [--batch-size 10000]
         [--database sqlite|postgresql] [--mirror sqlite|postgresql] [--recheck]
+        [--repeat 1] [--against REV]
 
 A Hardhat node is started and an AnchorRegistry deployed; a fresh service database
 is filled with --records realistic purchase orders in batches of --batch-size whose
@@ -21,12 +22,16 @@ the mirror grows. Goal: >= 20,000 records/s with memory flat. Figures only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +89,19 @@ class Watcher(threading.Thread):
 
 
 def run_monitor(
-    args: list[str], service_pids: Any, label: str
+    args: list[str], service_pids: Any, label: str, code: Path = ROOT
 ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run ``ancla monitor --once`` from the code at ``code`` (its own imports first)."""
     argv = [PYTHON, "-m", "app.cli", "monitor", *args, "--once", "--json"]
     started = time.monotonic()
     service_cpu = cpu_seconds(service_pids())
     postgres_cpu = cpu_seconds(pids_named("postgres"))
     process = subprocess.Popen(  # noqa: S603 - fixed argv
-        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        argv,
+        cwd=code,
+        env={**os.environ, "PYTHONPATH": str(code)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     watcher = Watcher(process, process.pid)
     watcher.start()
@@ -146,6 +156,8 @@ def main() -> None:
     parser.add_argument(
         "--recheck", action="store_true", help="then a pass that fetches every batch again"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="catch-ups per code measured")
+    parser.add_argument("--against", help="an earlier revision to run beside the working tree")
     args = parser.parse_args()
     print(
         f"ancla monitor mirroring {args.records:,} records in batches of {args.batch_size:,} "
@@ -157,6 +169,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ancla-monitor-") as tmp:
         work = Path(tmp)
+        codes: dict[str, Path] = {"now": ROOT}
+        if args.against:
+            then = work / "then"
+            subprocess.run(  # noqa: S603 - fixed argv
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "worktree",
+                    "add",
+                    "-q",
+                    "--detach",
+                    str(then),
+                    args.against,
+                ],
+                check=True,
+            )
+            codes[f"then ({args.against})"] = then
         node = start_node(work / "hardhat")
         try:
             client = ChainClient(node.url)
@@ -166,34 +196,82 @@ def main() -> None:
                 print("  filling the service's database (roots anchored on the node) ...")
                 _, timings = fill(service_url, args.records, args.batch_size, chain, set())
                 print(f"  filled in {timings['total']:.0f} s", flush=True)
-                with (
-                    run_server(
-                        database_url=service_url,
-                        log_dir=work / "logs",
-                        run_worker=False,
-                        rpc_url=node.url,
-                        contract=contract,
-                    ) as server,
-                    fresh_database(args.mirror, work / "mirror") as mirror_url,
-                ):
-                    monitor_args = [
-                        "--api",
-                        server.url,
-                        "--rpc",
-                        node.url,
-                        "--contract",
-                        contract,
-                        "--mirror",
-                        mirror_url,
-                    ]
-                    passes = [("catch-up", [*monitor_args, "--recheck", "0"])]
-                    if args.recheck:
-                        passes.append(("re-check", [*monitor_args, "--recheck", "1000000"]))
-                    for label, argv in passes:
-                        report, figures = run_monitor(argv, lambda: tree(server.process.pid), label)
-                        _print(label, args.records, report, figures, args)
+                with run_server(
+                    database_url=service_url,
+                    log_dir=work / "logs",
+                    run_worker=False,
+                    rpc_url=node.url,
+                    contract=contract,
+                ) as server:
+                    rates = _rounds(args, codes, work, server, node.url, contract)
         finally:
             node.stop()
+            if args.against:
+                subprocess.run(  # noqa: S603 - fixed argv
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "then")],
+                    check=False,
+                )
+    if args.repeat > 1 or args.against:
+        print(f"catch-up of {args.records:,} records, {args.repeat} round(s), records/s:")
+        for name, runs in rates.items():
+            print(
+                f"  {name:20s} whole run: median {statistics.median(r for r, _ in runs):9,.0f} "
+                f"(runs: {', '.join(f'{r:,.0f}' for r, _ in runs)});  first batch to last: "
+                f"median {statistics.median(s for _, s in runs):9,.0f} "
+                f"(runs: {', '.join(f'{s:,.0f}' for _, s in runs)})"
+            )
+
+
+def _rounds(
+    args: Any, codes: dict[str, Path], work: Path, server: Any, rpc_url: str, contract: str
+) -> dict[str, list[tuple[float, float]]]:
+    """Each round: every code's catch-up into a mirror of its own, alternating who goes first."""
+    rates: dict[str, list[tuple[float, float]]] = {}
+    runs = 0
+    for round_ in range(args.repeat):
+        order = list(codes.items())
+        if round_ % 2:
+            order.reverse()
+        for name, code in order:
+            runs += 1
+            with fresh_mirror(args.mirror, work / f"mirror-{runs}") as mirror_url:
+                monitor_args = [
+                    "--api",
+                    server.url,
+                    "--rpc",
+                    rpc_url,
+                    "--contract",
+                    contract,
+                    "--mirror",
+                    mirror_url,
+                ]
+                passes = [("catch-up", [*monitor_args, "--recheck", "0"])]
+                if args.recheck:
+                    passes.append(("re-check", [*monitor_args, "--recheck", "1000000"]))
+                for label, argv in passes:
+                    report, figures = run_monitor(
+                        argv, lambda: tree(server.process.pid), label, code
+                    )
+                    _print(
+                        f"round {round_ + 1}, {name}, {label}", args.records, report, figures, args
+                    )
+                    if label == "catch-up":
+                        rates.setdefault(name, []).append(
+                            (args.records / figures["wall"], figures.get("steady_rate", 0.0))
+                        )
+    return rates
+
+
+@contextlib.contextmanager
+def fresh_mirror(backend: str, directory: Path) -> Iterator[str]:
+    """A mirror for one catch-up: a SQLite file path the monitor creates and migrates (as
+    anyone's first run does, and whatever revision runs), or an empty PostgreSQL schema."""
+    if backend == "sqlite":
+        directory.mkdir(parents=True)
+        yield str(directory / "mirror.db")
+        return
+    with fresh_database(backend, directory) as url:
+        yield url
 
 
 def _print(

@@ -513,6 +513,11 @@ class PassReport:
 BLOCKS_PER_QUERY: Final = 10_000
 # Verified records written per statement group, and so never more held in memory.
 RECORDS_PER_WRITE: Final = 2_000
+# New batches are checked in groups of at most this many records (a batch larger than
+# that is a group alone) and batches per transaction of the mirror
+# (Monitor._check_group): what a killed monitor checks again, at most.
+RECORDS_PER_TRANSACTION: Final = 50_000
+BATCHES_PER_TRANSACTION: Final = 8
 # Lines that hash to no leaf, kept (with their bytes for the first few) to say which
 # leaf each one stands in for.
 _STRAYS_KEPT: Final = 10_000
@@ -539,6 +544,31 @@ class _Outcome:
 
 
 Emit = Callable[[Reported], None]
+
+
+class _Trees:
+    """The trees of a list of batches, each asked for (in a thread of its own) when the
+    one before it is taken, so the service builds it while that one is checked."""
+
+    def __init__(
+        self, fetcher: ThreadPoolExecutor, service: ServiceClient, batches: list[_Anchored]
+    ) -> None:
+        self._fetcher = fetcher
+        self._service = service
+        self._batches = batches
+        self._ahead: tuple[int, Future[tuple[MerkleTree | None, str]]] | None = None
+
+    def take(self, index: int) -> Future[tuple[MerkleTree | None, str]] | None:
+        """The tree of ``batches[index]`` being fetched, or None (then ask for it)."""
+        current = None
+        if self._ahead is not None and self._ahead[0] == index:
+            current = self._ahead[1]
+        self._ahead = None
+        following = index + 1
+        if following < len(self._batches):
+            batch_id = self._batches[following].batch_id
+            self._ahead = (following, self._fetcher.submit(self._service.tree, batch_id))
+        return current
 
 
 class Monitor:
@@ -661,20 +691,66 @@ class Monitor:
     ) -> bool:
         """Check ``batches`` in order, each batch's tree asked for while the one before
         it is checked (the service builds a tree of 10,000 leaves in about 0.1 s, a wait
-        the monitor would otherwise spend idle). False if ``stop`` was set."""
-        ahead: Future[tuple[MerkleTree | None, str]] | None = None
-        for index, anchored in enumerate(batches):
+        the monitor would otherwise spend idle). New batches are checked a group at a
+        time (:meth:`_check_group`), checked ones again one by one. False if ``stop``
+        was set."""
+        trees = _Trees(self._fetcher, self.service, batches)
+        index = 0
+        while index < len(batches):
             if stop is not None and stop.is_set():
                 return False
-            current, ahead = ahead, None
-            if index + 1 < len(batches):
-                ahead = self._fetcher.submit(self.service.tree, batches[index + 1].batch_id)
-            self._check(anchored, report, tree=current)
             if again:
+                self._check(batches[index], report, tree=trees.take(index))
                 report.batches_rechecked += 1
-            else:
-                report.batches_checked += 1
+                index += 1
+                continue
+            end = index + 1
+            records = batches[index].event.leaf_count
+            while (
+                end < len(batches)
+                and end - index < BATCHES_PER_TRANSACTION
+                and records + batches[end].event.leaf_count <= RECORDS_PER_TRANSACTION
+            ):
+                records += batches[end].event.leaf_count
+                end += 1
+            self._check_group(batches[index:end], index, trees, report)
+            report.batches_checked += end - index
+            index = end
         return True
+
+    def _check_group(
+        self, group: list[_Anchored], first: int, trees: _Trees, report: PassReport
+    ) -> None:
+        """Check new batches in one transaction of the mirror, each with its verdict, and
+        report them once it is committed. A mirror of a million records spent a third of
+        its SQLite time in commits of one batch each: each dirtied a share of its random
+        hash and document keys' index pages that grows with the mirror, and a group
+        dirties the same pages once for several batches (bench/sqlite_growth.py). A
+        failure to be asked again (a _Transient) rolls the whole group back, and its
+        batches are then checked one by one, each asked again with back-off."""
+        if len(group) == 1:
+            self._check(group[0], report, tree=trees.take(first))
+            return
+        outcomes: list[_Outcome] = []
+        try:
+            with self.sessions() as session, session.begin(), serialized_writes(session):
+                for offset, anchored in enumerate(group):
+                    outcomes.append(
+                        self._check_in(session, anchored, {}, tree=trees.take(first + offset))
+                    )
+        except _Transient as exc:
+            self.metrics.service_errors.inc()
+            log.warning(
+                "batches %d-%d: %s; checking them one by one",
+                group[0].batch_id,
+                group[-1].batch_id,
+                exc,
+            )
+            for anchored in group:
+                self._check(anchored, report)
+            return
+        for anchored, outcome in zip(group, outcomes, strict=True):
+            self._report(anchored, outcome, report)
 
     # -- the chain ---------------------------------------------------------------------
 
@@ -867,6 +943,10 @@ class Monitor:
                 outcome = self._check_once(anchored, {failure.where: failure.reason})
             except _Transient as exc:
                 outcome = self._check_once(anchored, {"tree": exc.reason, "records": exc.reason})
+        self._report(anchored, outcome, report)
+
+    def _report(self, anchored: _Anchored, outcome: _Outcome, report: PassReport) -> None:
+        """A batch's check, committed: counted, logged, its findings emitted."""
         self.metrics.batches_checked.inc()
         self.metrics.records_mirrored.inc(outcome.written)
         report.records_mirrored += outcome.written
@@ -908,67 +988,79 @@ class Monitor:
 
         ``unavailable`` says what not to ask for again, and why ("tree", "records").
         """
-        event = anchored.event
-        batch_id = event.batch_id
-        found = _Findings(batch_id)
-        # The block's time, for the mirror's batch row (asked before the transaction).
-        timestamp = (
-            None if anchored.status == VERIFIED else self.chain.block_timestamp(event.block_hash)
-        )
         # serialized_writes: on SQLite, the service's write cache for the transaction
         # and, after it, the WAL copied back into the file by a thread of its own
         # (app.db), not inside a later commit of the monitor's.
         with self.sessions() as session, session.begin(), serialized_writes(session):
-            row = session.get(MonitorBatch, batch_id)
-            assert row is not None  # noqa: S101 - _batches() read it
-            held = mirror.batch_hashes(session, batch_id)
-            served: MerkleTree | None
-            if "tree" in unavailable:
-                served, why = None, unavailable["tree"]
-            elif tree is not None:
-                served, why = tree.result()
-            else:
-                served, why = self.service.tree(batch_id)
-            proofs: Sequence[bytes] = ()
-            if row.status == VERIFIED:
-                # The mirror holds the batch whole, verified: it is what was served.
-                expected = [held[position] for position in range(len(held))]
-                _compare_trees(found, event, served, why, expected)
-            else:
-                if served is None:
-                    found.add(
-                        UNPUBLISHED_BATCH,
-                        f"batch {batch_id} is anchored on chain (root {event.root}, block "
-                        f"{event.block_number}) but the service serves no tree for it: {why}",
-                    )
-                    return self._finish(session, row, found, complete=False, written=0)
-                if served.root != event.root:
-                    found.add(
-                        TREE_MISMATCH,
-                        f"batch {batch_id}: the service's tree has root {served.root}, "
-                        f"the chain anchored {event.root} (block {event.block_number})",
-                    )
-                    return self._finish(session, row, found, complete=False, written=0)
-                if len(served) != event.leaf_count:
-                    found.add(
-                        LEAF_COUNT_MISMATCH,
-                        f"batch {batch_id}: the service's tree has {len(served)} leaves, the "
-                        f"chain's event says {event.leaf_count}",
-                    )
-                expected = [bytes.fromhex(value[2:]) for value in served.hashes]
-                proofs = served.proof_bytes()
-                assert timestamp is not None  # noqa: S101 - not VERIFIED
-                mirror.add_batch_row(
-                    session, event, chain_id=self.chain_id, size=len(served), timestamp=timestamp
+            return self._check_in(session, anchored, unavailable, tree=tree)
+
+    def _check_in(
+        self,
+        session: Session,
+        anchored: _Anchored,
+        unavailable: Mapping[str, str],
+        *,
+        tree: Future[tuple[MerkleTree | None, str]] | None = None,
+    ) -> _Outcome:
+        """One check of one batch in the open transaction of ``session``: its records,
+        entries, verdict and findings written there, committed by the caller."""
+        event = anchored.event
+        batch_id = event.batch_id
+        found = _Findings(batch_id)
+        # The block's time, for the mirror's batch row.
+        timestamp = (
+            None if anchored.status == VERIFIED else self.chain.block_timestamp(event.block_hash)
+        )
+        row = session.get(MonitorBatch, batch_id)
+        assert row is not None  # noqa: S101 - _batches() read it
+        held = mirror.batch_hashes(session, batch_id)
+        served: MerkleTree | None
+        if "tree" in unavailable:
+            served, why = None, unavailable["tree"]
+        elif tree is not None:
+            served, why = tree.result()
+        else:
+            served, why = self.service.tree(batch_id)
+        proofs: Sequence[bytes] = ()
+        if row.status == VERIFIED:
+            # The mirror holds the batch whole, verified: it is what was served.
+            expected = [held[position] for position in range(len(held))]
+            _compare_trees(found, event, served, why, expected)
+        else:
+            if served is None:
+                found.add(
+                    UNPUBLISHED_BATCH,
+                    f"batch {batch_id} is anchored on chain (root {event.root}, block "
+                    f"{event.block_number}) but the service serves no tree for it: {why}",
                 )
-                session.flush()
-            writer = RecordWriter(session, batch_id=batch_id, proofs=proofs)
-            chained = self._read_records(
-                session, found, batch_id, expected, held, writer, unavailable.get("records")
+                return self._finish(session, row, found, complete=False, written=0)
+            if served.root != event.root:
+                found.add(
+                    TREE_MISMATCH,
+                    f"batch {batch_id}: the service's tree has root {served.root}, "
+                    f"the chain anchored {event.root} (block {event.block_number})",
+                )
+                return self._finish(session, row, found, complete=False, written=0)
+            if len(served) != event.leaf_count:
+                found.add(
+                    LEAF_COUNT_MISMATCH,
+                    f"batch {batch_id}: the service's tree has {len(served)} leaves, the "
+                    f"chain's event says {event.leaf_count}",
+                )
+            expected = [bytes.fromhex(value[2:]) for value in served.hashes]
+            proofs = served.proof_bytes()
+            assert timestamp is not None  # noqa: S101 - not VERIFIED
+            mirror.add_batch_row(
+                session, event, chain_id=self.chain_id, size=len(served), timestamp=timestamp
             )
-            self._check_histories(session, found, chained)
-            complete = len(held) + writer.written == len(expected)
-            return self._finish(session, row, found, complete=complete, written=writer.written)
+            session.flush()
+        writer = RecordWriter(session, batch_id=batch_id, proofs=proofs)
+        chained = self._read_records(
+            session, found, batch_id, expected, held, writer, unavailable.get("records")
+        )
+        self._check_histories(session, found, chained)
+        complete = len(held) + writer.written == len(expected)
+        return self._finish(session, row, found, complete=complete, written=writer.written)
 
     def _finish(
         self, session: Session, row: MonitorBatch, found: _Findings, *, complete: bool, written: int

@@ -590,6 +590,86 @@ def test_a_service_that_does_not_answer_stops_the_pass_and_nothing_is_verified(
     assert monitor.metrics.service_errors._value.get() == 3
 
 
+class _CutOff(httpx.SyncByteStream):
+    """A body whose connection drops halfway through."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body[: len(self.body) // 2]
+        raise httpx.ReadError("connection reset by peer")
+
+
+def test_a_stream_cut_off_mid_group_rolls_the_group_back_and_checks_each_batch_once(
+    service: Runtime,
+    api: TestClient,
+    registry: Registry,
+    mirror_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # New batches are checked a group per transaction of the mirror; the third
+    # batch's records are cut off halfway, after the first two batches and half the
+    # third were written into that transaction. The group is rolled back whole and
+    # its batches checked one by one: each verified once, every record mirrored once.
+    hashes = anchor(service, range(5 * BATCH_SIZE))
+    cut: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        answer = api.get(request.url.path, params=request.url.params)
+        headers = {"content-type": answer.headers["content-type"]}
+        if request.url.path == "/v1/batches/3/records" and not cut:
+            cut.append(request.url.path)
+            return httpx.Response(200, headers=headers, stream=_CutOff(answer.content))
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content)
+
+    waits: list[float] = []
+    monitor = mon.Monitor(
+        engine=make_engine(mirror_url),
+        service=mon.ServiceClient(
+            "http://flaky", http=httpx.Client(transport=httpx.MockTransport(flaky))
+        ),
+        chain=registry.client,
+        registry=registry,
+        retry=mon.RetryPolicy(attempts=2, first_delay=0.01),
+        sleep=waits.append,
+    )
+    monitor.start()
+    try:
+        with caplog.at_level("WARNING", logger="ancla.monitor"):
+            report = monitor.run_pass()
+    finally:
+        monitor.close()
+    assert cut == ["/v1/batches/3/records"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "batches 1-5: GET /v1/batches/3/records: ReadError: connection reset by peer; "
+        "checking them one by one"
+    ]
+    assert report.error is None and report.findings == [], report.to_dict()
+    assert (report.batches_checked, report.batches_verified, report.records_mirrored) == (
+        5,
+        5,
+        5 * BATCH_SIZE,
+    )
+    assert verdicts(mirror_url) == dict.fromkeys(range(1, 6), (VERIFIED, 1))
+    copy = mirrored(mirror_url)
+    assert sorted(copy) == sorted(hashes) and len(copy) == len(hashes)
+    engine = make_engine(mirror_url)
+    try:
+        with make_session_factory(engine)() as session:
+            per_batch = dict(
+                session.execute(
+                    select(BatchEntry.batch_id, func.count()).group_by(BatchEntry.batch_id)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert per_batch == dict.fromkeys(range(1, 6), BATCH_SIZE)
+    assert monitor.metrics.service_errors._value.get() == 1
+    assert monitor.metrics.batches_verified._value.get() == 5
+    assert waits == []  # asked again at once, one batch at a time: none failed twice
+
+
 def _keccak(data: bytes) -> str:
     from ledger.hashing import keccak256
 

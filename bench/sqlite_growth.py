@@ -41,14 +41,23 @@ CANONICAL = os.urandom(650)
 PROOF_BYTES = 14 * 32
 
 
-def run(records: int, batch_size: int, per_commit: int, synchronous: str) -> float:
+def run(
+    records: int,
+    batch_size: int,
+    per_commit: int,
+    synchronous: str,
+    cache_kib: int = SQLITE_WRITE_CACHE_KIB,
+    drop: str | None = None,
+) -> float:
     with tempfile.TemporaryDirectory() as work, fresh_database("sqlite", Path(work)) as url:
         path = sqlite_path(url)
         assert path is not None  # noqa: S101 - a file database
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute(f"PRAGMA cache_size={-SQLITE_WRITE_CACHE_KIB}")
+        db.execute(f"PRAGMA cache_size={-cache_kib}")
+        if drop:
+            db.execute(f"DROP INDEX {drop}")
         db.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         batches = records // batch_size
         report_every = max(1, batches // 5)
@@ -126,15 +135,35 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--batches-per-commit", default="1,5")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--cache-mib",
+        default=str(SQLITE_WRITE_CACHE_KIB // 1024),
+        help="page cache sizes, e.g. 64,512",
+    )
+    parser.add_argument("--drop-index", default="", help="indexes to go without, one run each")
     args = parser.parse_args()
     totals = []
+    drops: list[str | None] = [None, *[d for d in args.drop_index.split(",") if d]]
     for per_commit in [int(k) for k in args.batches_per_commit.split(",")]:
-        print(f"  {per_commit} batch(es) of {args.batch_size:,} per transaction:")
-        seconds = run(args.records, args.batch_size, per_commit, args.synchronous)
-        totals.append((per_commit, seconds))
-        print(f"    total {seconds:.1f} s: {args.records / seconds:,.0f} records/s of SQLite time")
-    for per_commit, seconds in totals:
-        print(f"  {per_commit} per transaction: {seconds:.1f} s")
+        for cache_mib in [int(c) for c in args.cache_mib.split(",")]:
+            for drop in drops:
+                label = f"{per_commit} batch(es) of {args.batch_size:,} per transaction, " + (
+                    f"cache {cache_mib} MiB" + (f", without {drop}" if drop else "")
+                )
+                print(f"  {label}:")
+                seconds = run(
+                    args.records,
+                    args.batch_size,
+                    per_commit,
+                    args.synchronous,
+                    cache_mib * 1024,
+                    drop,
+                )
+                totals.append((label, seconds))
+                rate = args.records / seconds
+                print(f"    total {seconds:.1f} s: {rate:,.0f} records/s of SQLite time")
+    for label, seconds in totals:
+        print(f"  {label}: {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ everything else, keeps its own copy, and reports what it finds by kind.
   only if its root is the chain's; a record only if its bytes hash to a leaf.
 * **The mirror** (:mod:`app.services.mirror`) is an Ancla database of the
   monitor's own: a batch's verified records, its entries and its verdict are
-  committed in one transaction, after every check of the batch ran, so a monitor
+  committed in one transaction (new batches a group per transaction,
+  :meth:`Monitor._check_group`), after every check of the batch ran, so a monitor
   killed at any point never holds a verdict it did not reach and never checks a
   verified batch again as new. Later passes fetch verified batches again (a few
   per pass, the least recently checked first) and compare with the mirror: what

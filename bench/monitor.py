@@ -44,6 +44,7 @@ from _common import (  # noqa: E402
     cpu_seconds,
     fresh_database,
     pids_named,
+    revision_worktree,
     run_server,
     tree,
 )
@@ -132,11 +133,14 @@ def run_monitor(
         "peak_rss": peak,
     }
     batches = watcher.batches
-    if len(batches) >= 2:
-        first, last = batches[0][0], batches[-1][0]
-        records = sum(n for _, n, _ in batches[1:])
+    # From the first commit to the last: a group of batches committed together is
+    # logged at one moment (within milliseconds), so the first group's records are
+    # the ones before the span, not in it.
+    first, last = (batches[0][0], batches[-1][0]) if batches else (0.0, 0.0)
+    if last - first > 0.05:
+        records = sum(n for t, n, _ in batches if t - first > 0.05)
         figures["steady_seconds"] = last - first
-        figures["steady_rate"] = records / (last - first) if last > first else 0.0
+        figures["steady_rate"] = records / (last - first)
     rss_by_progress = []
     for fraction in (0.1, 0.25, 0.5, 0.75, 1.0):
         index = max(0, min(len(batches) - 1, round(fraction * len(batches)) - 1))
@@ -167,25 +171,14 @@ def main() -> None:
     from app.devchain import DEV_KEY_0, start_node
     from ledger.chain import ChainClient, load_signer
 
-    with tempfile.TemporaryDirectory(prefix="ancla-monitor-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="ancla-monitor-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         work = Path(tmp)
         codes: dict[str, Path] = {"now": ROOT}
         if args.against:
-            then = work / "then"
-            subprocess.run(  # noqa: S603 - fixed argv
-                [
-                    "git",
-                    "-C",
-                    str(ROOT),
-                    "worktree",
-                    "add",
-                    "-q",
-                    "--detach",
-                    str(then),
-                    args.against,
-                ],
-                check=True,
-            )
+            then = stack.enter_context(revision_worktree(args.against, work / "then"))
             codes[f"then ({args.against})"] = then
         node = start_node(work / "hardhat")
         try:
@@ -206,17 +199,12 @@ def main() -> None:
                     rates = _rounds(args, codes, work, server, node.url, contract)
         finally:
             node.stop()
-            if args.against:
-                subprocess.run(  # noqa: S603 - fixed argv
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "then")],
-                    check=False,
-                )
     if args.repeat > 1 or args.against:
         print(f"catch-up of {args.records:,} records, {args.repeat} round(s), records/s:")
         for name, runs in rates.items():
             print(
                 f"  {name:20s} whole run: median {statistics.median(r for r, _ in runs):9,.0f} "
-                f"(runs: {', '.join(f'{r:,.0f}' for r, _ in runs)});  first batch to last: "
+                f"(runs: {', '.join(f'{r:,.0f}' for r, _ in runs)});  first commit to last: "
                 f"median {statistics.median(s for _, s in runs):9,.0f} "
                 f"(runs: {', '.join(f'{s:,.0f}' for _, s in runs)})"
             )
@@ -287,7 +275,7 @@ def _print(
     print(f"  whole run (process start to exit) {wall:7.1f} s   {records / wall:9,.0f} records/s")
     if "steady_rate" in figures:
         print(
-            f"  first batch done to last         {figures['steady_seconds']:7.1f} s   "
+            f"  first commit to last         {figures['steady_seconds']:7.1f} s   "
             f"{figures['steady_rate']:9,.0f} records/s"
         )
     print(

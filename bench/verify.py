@@ -23,6 +23,7 @@ Goals (issue 19): >= 100,000 records/s on PostgreSQL and >= 60,000 on SQLite,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -120,30 +121,16 @@ def main() -> None:
         return
 
     from app.devchain import DEV_KEY_0, start_node
-    from bench._common import fresh_database
+    from bench._common import fresh_database, revision_worktree
     from bench.lookup import fill
     from ledger.chain import ChainClient, load_signer
 
     jobs_list = [int(j) for j in args.jobs.split(",")]
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         codes: dict[str, Path] = {"now": ROOT}
         if args.against:
-            then = tmp / "then"
-            subprocess.run(
-                [
-                    "git",
-                    "-C",
-                    str(ROOT),
-                    "worktree",
-                    "add",
-                    "-q",
-                    "--detach",
-                    str(then),
-                    args.against,
-                ],
-                check=True,
-            )
+            then = stack.enter_context(revision_worktree(args.against, tmp / "then"))
             codes[f"then ({args.against})"] = then
         node = start_node(tmp / "hardhat")
         results: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -171,11 +158,6 @@ def main() -> None:
                             )
         finally:
             node.stop()
-            if args.against:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "then")],
-                    check=False,
-                )
     print(f"audit of {args.records:,} records on {args.database}, {args.repeat} round(s):")
     for (name, jobs), runs in results.items():
         rates = [r["records"] / r["seconds"] for r in runs]

@@ -15,7 +15,7 @@ resident memory (/proc) and the CPU of the monitor, the service and PostgreSQL.
 with the mirror.
 
 Printed: the catch-up's wall time and records/s (whole run, and from the first
-batch mirrored to the last), CPU by process, and the monitor's resident memory as
+commit of mirrored records to the last), CPU by process, and the monitor's resident memory as
 the mirror grows. Goal: >= 20,000 records/s with memory flat. Figures only.
 """
 

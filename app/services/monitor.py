@@ -715,7 +715,6 @@ class Monitor:
                 records += batches[end].event.leaf_count
                 end += 1
             self._check_group(batches[index:end], index, trees, report)
-            report.batches_checked += end - index
             index = end
         return True
 
@@ -731,6 +730,7 @@ class Monitor:
         batches are then checked one by one, each asked again with back-off."""
         if len(group) == 1:
             self._check(group[0], report, tree=trees.take(first))
+            report.batches_checked += 1
             return
         outcomes: list[_Outcome] = []
         try:
@@ -749,9 +749,11 @@ class Monitor:
             )
             for anchored in group:
                 self._check(anchored, report)
+                report.batches_checked += 1  # counted as each commits: the next may stop the pass
             return
         for anchored, outcome in zip(group, outcomes, strict=True):
             self._report(anchored, outcome, report)
+        report.batches_checked += len(group)
 
     # -- the chain ---------------------------------------------------------------------
 

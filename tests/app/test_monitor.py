@@ -29,6 +29,7 @@ from app.settings import Settings
 from ledger.chain import Registry
 from tests.app.test_audit_histories import event, forge
 from tests.support.database import fresh_database
+from tests.support.mirrors import entries_by_batch
 from tests.support.orders import BUYER_RUC, order
 from tests.support.services import ingest
 
@@ -654,17 +655,7 @@ def test_a_stream_cut_off_mid_group_rolls_the_group_back_and_checks_each_batch_o
     assert verdicts(mirror_url) == dict.fromkeys(range(1, 6), (VERIFIED, 1))
     copy = mirrored(mirror_url)
     assert sorted(copy) == sorted(hashes) and len(copy) == len(hashes)
-    engine = make_engine(mirror_url)
-    try:
-        with make_session_factory(engine)() as session:
-            per_batch = dict(
-                session.execute(
-                    select(BatchEntry.batch_id, func.count()).group_by(BatchEntry.batch_id)
-                ).all()
-            )
-    finally:
-        engine.dispose()
-    assert per_batch == dict.fromkeys(range(1, 6), BATCH_SIZE)
+    assert entries_by_batch(mirror_url) == dict.fromkeys(range(1, 6), BATCH_SIZE)
     assert monitor.metrics.service_errors._value.get() == 1
     assert monitor.metrics.batches_verified._value.get() == 5
     assert waits == []  # asked again at once, one batch at a time: none failed twice

@@ -21,17 +21,18 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from app.db import make_engine, make_session_factory
 from app.devchain import free_port
-from app.models import VERIFIED, BatchEntry, MonitorBatch, Record
+from app.models import VERIFIED, MonitorBatch, Record
 from app.runtime import Runtime
 from app.settings import Settings
 from ledger.chain import Registry
 from tests.support.database import fresh_database
 from tests.support.hardhat import wait_until
 from tests.support.load import ServiceProcess, serve
+from tests.support.mirrors import entries_by_batch
 from tests.support.proxy import FaultyProxy
 from tests.support.services import ancla, ingest, settings_env
 
@@ -131,18 +132,6 @@ def verdicts(mirror: str) -> dict[int, tuple[str, int]]:
 
 def verified(mirror: str) -> int:
     return sum(1 for status, _ in verdicts(mirror).values() if status == VERIFIED)
-
-
-def entries_by_batch(mirror: str) -> dict[int, int]:
-    engine = make_engine(mirror)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = session.execute(
-                select(BatchEntry.batch_id, func.count()).group_by(BatchEntry.batch_id)
-            ).all()
-            return {row[0]: row[1] for row in rows}
-    finally:
-        engine.dispose()
 
 
 def assert_only_verified_batches_are_mirrored(mirror: str, batch_size: int) -> None:

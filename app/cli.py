@@ -722,6 +722,12 @@ def verify_command(
 ) -> None:
     """Re-verify the whole ledger: every record re-hashed, every batch root rebuilt, every
     anchor checked on chain. Exit 0 clean, 1 discrepancies, 2 could not run."""
+    if jobs > 1:
+        from app.processes import start_worker_server
+
+        # First: the server the workers are forked from imports the audit while
+        # this process imports it too.
+        start_worker_server("app.services.audit")
     from datetime import UTC, timedelta
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

@@ -44,6 +44,13 @@ sys.path.insert(1, str(ROOT))
 
 def run_one(url: str, rpc_url: str, contract: str, jobs: int) -> dict[str, Any]:
     """One audit, in this process, with the code first on sys.path."""
+    if jobs > 1:
+        # What `ancla verify --jobs N` does first (app/cli.py); code from before
+        # app.processes spawns its workers instead.
+        with contextlib.suppress(ImportError):
+            from app.processes import start_worker_server
+
+            start_worker_server("app.services.audit")
     from app.db import make_engine, make_session_factory
     from app.services.audit import Auditor, WorkerSetup
     from ledger.chain import ChainClient

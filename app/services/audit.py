@@ -15,7 +15,6 @@ asks the chain per batch, never per record.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from app.models import (
     Record,
     utcnow,
 )
+from app.processes import start_worker_server, worker_context
 from app.records.registry import QUERY_COLUMNS, UnknownSchema, schema_named
 from app.services.histories import check_histories
 from ledger.chain import AnchorEvent, AnchorFacts, ChainClient, Registry
@@ -503,11 +503,12 @@ class Auditor:
             for chunk in ranges
         ]
         parts: list[AuditReport | None] = [None] * len(tasks)
-        # spawn, not fork: a forked child would share this process's open
-        # database connections (and close them when it exits).
-        context = multiprocessing.get_context("spawn")
+        # Forked from a server process that imported this module once, not
+        # from this process (app.processes); started by `ancla verify` already.
+        start_worker_server(__name__)
+        context = worker_context()
         # This process is one of the ``jobs``: it would only wait, and a process
-        # spawned costs a second and more of imports (measured). The others
+        # started costs at least a fork and a connection of its own. The others
         # take ranges from the front, one at a time (a pool's own queue holds
         # a second range per process, which this one then could not take: it
         # sat idle for the last two ranges, measured); this one from the back,
@@ -530,7 +531,7 @@ class Auditor:
             feeder.start()
             try:
                 # Reported after the batches, as in one process; done first, while
-                # the worker processes import.
+                # the worker processes start.
                 rest(after)
                 while (index := untaken.back()) is not None:
                     part = AuditReport()

@@ -285,6 +285,11 @@ def test_cli_exit_codes_and_json(ledger: Any) -> None:
     dirty = ancla("verify", "--json", env=env)
     assert dirty.returncode == 1
     assert json.loads(dirty.stdout)["discrepancies_by_kind"] == {"derived_mismatch": 1}
+    # Worker processes forked from the server the command starts first
+    # (app.processes): the same report.
+    jobs = ancla("verify", "--json", "--jobs", "2", env=env)
+    assert jobs.returncode == 1, jobs.stderr
+    assert json.loads(jobs.stdout) == json.loads(dirty.stdout)
     human = ancla("verify", env=env)
     assert human.returncode == 1 and "derived_mismatch" in human.stdout
     down = ancla("verify", env={**env, "ANCLA_RPC_URL": "http://127.0.0.1:9"})

@@ -19,6 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import InvalidOperation
@@ -29,7 +30,7 @@ from typing import Any
 import orjson
 from psycopg.pq import TransactionStatus
 from sha3 import keccak_256
-from sqlalchemy import LargeBinary, Select, func, select, type_coerce
+from sqlalchemy import LargeBinary, Select, exists, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from app.db import SessionFactory, postgresql_cursor
@@ -255,6 +256,22 @@ def _stream(session: Session, query: Any) -> Iterator[Any]:
     yield from session.connection().execute(
         query.execution_options(stream_results=True, yield_per=_STREAM_CHUNK)
     )
+
+
+@contextmanager
+def _serial_plans(session: Session) -> Iterator[None]:
+    """No parallel plans on PostgreSQL meanwhile: with the audit's processes on
+    every core, a query's parallel workers only took cores from them (the seq scan
+    of the records for their agencies cost three processes 0.26 s each, measured).
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
+    yield
+    # Not after an error: the transaction is aborted, and its rollback undoes the SET.
+    connection.exec_driver_sql("RESET max_parallel_workers_per_gather")
 
 
 def _stream_records(session: Session, query: Any, *, alone: bool) -> Iterator[tuple[Any, ...]]:
@@ -532,7 +549,8 @@ class Auditor:
             try:
                 # Reported after the batches, as in one process; done first, while
                 # the worker processes start.
-                rest(after)
+                with _serial_plans(session):
+                    rest(after)
                 while (index := untaken.back()) is not None:
                     part = AuditReport()
                     self.check_batches(
@@ -944,13 +962,26 @@ class Auditor:
         if scope.batch_id is not None:
             return
         # Records in no batch: each must be queued for one, and not for too long.
-        query = self._scope_records(
+        # Their ids first, from the two primary keys alone (a merge of two
+        # index-only scans on PostgreSQL), then their rows: joined in one query,
+        # PostgreSQL read every record's row to keep the few in no batch, 0.9 s
+        # of a 1,000,000-record audit against 0.17 s (measured, vacuumed). MATERIALIZED
+        # keeps the planner from folding the two steps back into one.
+        lone = (
+            self._scope_records(
+                select(Record.id).where(~exists().where(BatchEntry.record_id == Record.id)),
+                scope,
+            )
+            .cte("in_no_batch")
+            .prefix_with("MATERIALIZED")
+        )
+        query = (
             select(*_RECORD_COLUMNS, Record.accepted_at, PendingRecord.record_id.label("queued"))
+            .join(lone, lone.c.id == Record.id)
             .outerjoin(BatchEntry, BatchEntry.record_id == Record.id)
             .outerjoin(PendingRecord, PendingRecord.record_id == Record.id)
-            .where(BatchEntry.record_id.is_(None)),
-            scope,
-        ).order_by(Record.id)
+            .order_by(Record.id)
+        )
         for row in _stream(session, query):
             _check_record(row, report)
             self.progress(1)

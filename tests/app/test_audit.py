@@ -322,6 +322,11 @@ def test_discrepancies_found_in_worker_processes_are_reported_as_in_process(
     )
     change(runtime, update(Record).where(Record.hash == hashes[17]).values(total=1))
     change(runtime, update(Batch).where(Batch.id == 3).values(root="0x" + "00" * 32))
+    # And what the calling process checks meanwhile (with no parallel plans on
+    # PostgreSQL): a record in no batch and not queued, one of no agency.
+    lone = select(Record.id).where(Record.hash == hashes[31]).scalar_subquery()
+    change(runtime, delete(PendingRecord).where(PendingRecord.record_id == lone))
+    change(runtime, update(Record).where(Record.hash == hashes[8]).values(agency_id=4242))
     registry = runtime.registry()
     assert registry is not None
     settings = runtime.settings
@@ -347,6 +352,12 @@ def test_discrepancies_found_in_worker_processes_are_reported_as_in_process(
     assert together.to_dict() == alone.to_dict()
     assert kinds(together) == Counter(
         # Batch 3: rebuilt vs stored, chain vs stored, and each of its 10 proofs.
-        {"tampered_record": 1, "derived_mismatch": 1, "root_mismatch": 12}
+        {
+            "tampered_record": 1,
+            "derived_mismatch": 1,
+            "root_mismatch": 12,
+            "unqueued_record": 1,
+            "dangling_reference": 1,
+        }
     )
     assert sum(seen) == 2 * together.records_checked == 64

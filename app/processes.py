@@ -2,9 +2,8 @@
 
 ``ancla verify --jobs N`` checks ranges of batches in worker processes. A worker
 spawned afresh imports web3.py, eth-account, SQLAlchemy and the audit before its
-first record: a second of one core, during which the other processes wait for
-nothing but still share the cores with it (bench/verify.py: about 5% of a
-1,000,000-record audit on two cores). multiprocessing's ``forkserver`` start
+first record: a second of one core, spent inside the audit (bench/verify.py:
+about 5% of a 1,000,000-record audit on two cores). multiprocessing's ``forkserver`` start
 method forks each worker from a server process that imported them once: the
 server is started (:func:`start_worker_server`) as soon as a command knows it
 will need workers, and imports while the command does its own start-up.

@@ -234,10 +234,10 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
     # critical section is the statements and the commit alone.
     candidates = _first_of_each(prepared)
     now = utcnow()
-    rows = [_row(item, now) for item in candidates]
     dialect = session.get_bind().dialect
-    sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
     if not any(item.schema.chain is not None for item in prepared):
+        rows = [_row(item, now) for item in candidates]
+        sqlite_inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
         with serialized_writes(session):
             # SQLAlchemy Core on the session's connection: the ORM layer adds nothing
             # here but per-statement overhead (measured under load: a third of the CPU).
@@ -249,15 +249,23 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
         _judge(prepared, candidates, created, existing, taken)
         return
     for attempt in range(1, _CHAIN_RACE_TRIES + 1):
+        # SQLite: the chains are read before queueing for the write lock, on
+        # the first try (its readers do not wait for the writer, and reading
+        # them was a third of a group of events' hold of the lock, measured).
+        # What was read may be old by the time the lock is ours, and the
+        # unique index on each record's identity (its prev) says so: a chain
+        # extended meanwhile makes our insert lose, and the group is judged
+        # again, inside the lock. A refusal was true when the chain was read.
+        early = dialect.name == "sqlite" and attempt == 1
+        if early:
+            plan = _admit(session.connection(), prepared, candidates, now, dialect)
         with serialized_writes(session):
             connection = session.connection()
-            # Records that extend a chain are judged against the chain as it is
-            # now, inside the write lock; the refused ones are not stored.
-            refused = admit_chained(connection, prepared)
-            admitted = [item for item in prepared if id(item) not in refused]
-            storing = [item for item in candidates if id(item) not in refused]
-            rows = [_row(item, now) for item in storing]
-            inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
+            if not early:
+                # Records that extend a chain are judged against the chain as it
+                # is now, inside the write lock; the refused ones are not stored.
+                plan = _admit(connection, prepared, candidates, now, dialect)
+            admitted, storing, rows, inserts = plan
             created, existing, taken = _insert(connection, rows, storing, admitted, inserts)
             lost = [
                 item
@@ -280,6 +288,28 @@ def store_prepared(session: Session, prepared: Sequence[Prepared]) -> None:
             session.commit()
         _judge(admitted, storing, created, existing, taken)
         return
+
+
+_Plan = tuple[
+    list[Prepared], list[Prepared], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]
+]
+
+
+def _admit(
+    connection: Connection,
+    prepared: Sequence[Prepared],
+    candidates: Sequence[Prepared],
+    now: Any,
+    dialect: Dialect,
+) -> _Plan:
+    """The chained records judged (admit_chained), and what is then to be
+    inserted: (admitted, candidates stored, their rows, SQLite's statements)."""
+    refused = admit_chained(connection, prepared)
+    admitted = [item for item in prepared if id(item) not in refused]
+    storing = [item for item in candidates if id(item) not in refused]
+    rows = [_row(item, now) for item in storing]
+    inserts = _sqlite_inserts(dialect, rows) if dialect.name == "sqlite" else []
+    return admitted, storing, rows, inserts
 
 
 def _insert(

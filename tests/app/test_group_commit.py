@@ -7,18 +7,23 @@ import asyncio
 import fcntl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.cli import upgrade_database
 from app.db import is_sqlite, make_engine, make_session_factory
 from app.models import Record
+from app.records.order_event import SCHEMA as EVENTS
+from app.records.order_event import ValidEvent, validate_event
 from app.records.purchase_order import SCHEMA, PurchaseOrder
+from app.services import ingest
 from app.services.ingest import GroupCommitter, prepare_items, record_items
-from tests.support.orders import order
+from tests.support.orders import BUYER_RUC, order
 from tests.support.services import ensure_agency
 
 pytestmark = pytest.mark.db
@@ -272,3 +277,66 @@ def test_sqlite_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path)
         )
     assert [r.outcome for r in results] == ["created"] * 3
     engine.dispose()
+
+
+def test_an_append_that_loses_its_head_while_queued_for_the_lock_is_refused(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite an event's chain is read before its writer queues for the write
+    lock. Another writer that extends the chain meanwhile wins: the event is then
+    judged again inside the lock and refused with the new head, and the history
+    does not fork (on PostgreSQL the chain is read after the other commit)."""
+    session_factory = make_session_factory(engine)
+    agency = ensure_agency(session_factory)
+    with session_factory() as session:
+        (placed,) = record_items(
+            session=session, agency=agency, schema=SCHEMA, items=_orders(range(1))
+        )
+    assert placed.outcome == "created"
+    head = placed.hash
+
+    def appended(status: str) -> ValidEvent:
+        return validate_event(
+            {
+                "buyer_ruc": BUYER_RUC,
+                "order_number": order(0)["order_number"],
+                "prev": head,
+                "type": "status",
+                "occurred_at": "2026-02-01T10:00:00-05:00",
+                "status": status,
+            }
+        )
+
+    other_engine = make_engine(database_url, pool_size=1)
+    others: list[str] = []
+    real = ingest.serialized_writes
+    entered: list[Session] = []
+
+    @contextmanager
+    def other_writer_first(session: Session) -> Iterator[None]:
+        # Another process's append, committed while ours waits for the lock
+        # (its own writes take the lock as usual, and enter here second).
+        entered.append(session)
+        if len(entered) == 1:
+            with make_session_factory(other_engine)() as other:
+                (won,) = record_items(
+                    session=other, agency=agency, schema=EVENTS, items=[appended("OTRO")]
+                )
+            assert won.outcome == "created"
+            others.append(won.hash)
+        with real(session):
+            yield
+
+    monkeypatch.setattr(ingest, "serialized_writes", other_writer_first)
+    try:
+        with session_factory() as session:
+            (lost,) = record_items(
+                session=session, agency=agency, schema=EVENTS, items=[appended("NUESTRO")]
+            )
+    finally:
+        other_engine.dispose()
+    assert lost.outcome == "conflict"
+    assert lost.head == others[0]
+    with session_factory() as session:
+        events = session.scalars(select(Record.hash).where(Record.schema == EVENTS.name)).all()
+    assert list(events) == others

@@ -406,9 +406,16 @@ class Auditor:
         """
         scope = scope or AuditScope()
         report = AuditReport()
+        with self.session_factory() as session:
+            start = self._scan_start(session)
         # One read of the chain's anchors (eth_getLogs), grouped by batch id.
+        found = self.registry.find_anchor_events(from_block=start)
+        if start and not any(e.batch_id == 1 for e in self._our_events(found)):
+            # Batch 1's event is not where the database says: read from the chain's
+            # first block, so that the stored anchor is judged against the real one.
+            found = self.registry.find_anchor_events()
         events: dict[int, list[AnchorEvent]] = {}
-        for event in self.registry.find_anchor_events():
+        for event in found:
             events.setdefault(event.batch_id, []).append(event)
         head = self.client.head()
         now = utcnow()
@@ -570,6 +577,25 @@ class Auditor:
             report.anchors_checked += checked.anchors_checked
             report.histories_checked += checked.histories_checked
             report.discrepancies.extend(checked.discrepancies)
+
+    def _scan_start(self, session: Session) -> int:
+        """The first block to read the registry's events from: the block this
+        database says batch 1 was anchored in, else 0 (the chain's first block).
+
+        The contract anchors batch ids in order from 1, so none of its events is
+        older than batch 1's; on a long chain whose endpoint caps eth_getLogs
+        ranges, reading from the genesis block cost a request per capped range of
+        every block before the contract. Trusting the database here hides nothing:
+        when batch 1's event is not in the range read (the database names a later
+        block than the chain's), :meth:`run` reads the chain again from its first
+        block, and the stored anchor is reported as not the chain's.
+        """
+        first = session.execute(
+            select(Batch.contract, Batch.block_number).where(Batch.id == 1)
+        ).first()
+        if first is None or first.contract != self.registry.address or first.block_number is None:
+            return 0
+        return int(first.block_number)
 
     def _our_events(self, events: list[AnchorEvent]) -> list[AnchorEvent]:
         return [e for e in events if e.contract == self.registry.address]
@@ -816,21 +842,24 @@ class Auditor:
                 expected=event.root,
                 actual=batch.root,
             )
-        if (event.tx_hash, event.block_hash, event.log_index, event.leaf_count) != (
-            batch.tx_hash,
-            batch.block_hash,
-            batch.log_index,
-            batch.size,
-        ):
+        # The block number too: receipts carry it, and a verifier looks the
+        # anchoring block up by it.
+        if (
+            event.tx_hash,
+            event.block_number,
+            event.block_hash,
+            event.log_index,
+            event.leaf_count,
+        ) != (batch.tx_hash, batch.block_number, batch.block_hash, batch.log_index, batch.size):
             report.add(
                 ANCHOR_MISMATCH,
                 "the stored anchor is not the chain's anchoring event",
                 batch_id=batch.id,
                 tx_hash=batch.tx_hash,
-                expected=f"{event.tx_hash} block {event.block_hash} log "
+                expected=f"{event.tx_hash} block {event.block_number} {event.block_hash} log "
                 f"{event.log_index} leaves {event.leaf_count}",
-                actual=f"{batch.tx_hash} block {batch.block_hash} log {batch.log_index} "
-                f"leaves {batch.size}",
+                actual=f"{batch.tx_hash} block {batch.block_number} {batch.block_hash} log "
+                f"{batch.log_index} leaves {batch.size}",
             )
         canonical = facts.block_hash
         if canonical != event.block_hash:

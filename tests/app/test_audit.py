@@ -15,7 +15,7 @@ from app.models import Batch, BatchEntry, PendingRecord, Record
 from app.runtime import Runtime
 from app.services.audit import AuditReport, AuditScope
 from app.services.batching import seal_batches
-from ledger.chain import ChainClient
+from ledger.chain import ChainClient, Registry
 from tests.support.orders import BUYER_RUC
 from tests.support.services import ancla, audit, ingest, settings_env
 
@@ -231,6 +231,66 @@ def test_stored_anchor_differs_from_the_chain(ledger: Any) -> None:
     change(runtime, update(Batch).where(Batch.id == 1).values(tx_hash="0x" + "ab" * 32))
     report = audit(runtime)
     assert kinds(report) == Counter({"anchor_mismatch": 1})
+
+
+def anchor_block(runtime: Runtime, batch_id: int) -> int:
+    with runtime.session_factory() as session:
+        block = session.scalar(select(Batch.block_number).where(Batch.id == batch_id))
+    assert block is not None
+    return int(block)
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first block of each read of the registry's events (the reads are real)."""
+    starts: list[int] = []
+    real = Registry.find_anchor_events
+
+    def find_anchor_events(self: Registry, **kwargs: Any) -> Any:
+        starts.append(kwargs.get("from_block", 0))
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Registry, "find_anchor_events", find_anchor_events)
+    return starts
+
+
+def test_the_chain_is_read_from_batch_ones_block_not_from_genesis(
+    ledger: Any, chain: ChainClient, scans: list[int]
+) -> None:
+    # Batch ids are anchored in order from 1, so no event of the registry is older
+    # than batch 1's: on a long chain with capped eth_getLogs ranges, reading from
+    # block 0 cost a request per range of every block before the contract.
+    runtime, _ = ledger
+    report = audit(runtime)
+    assert report.ok, report.to_dict()
+    assert report.anchors_checked == 3
+    assert scans == [anchor_block(runtime, 1)]
+    assert 0 < scans[0] < chain.head()
+
+
+def test_a_stored_block_number_that_is_not_the_anchors_is_a_mismatch(ledger: Any) -> None:
+    # Receipts carry the block number and verifiers look the block up by it.
+    runtime, _ = ledger
+    change(
+        runtime,
+        update(Batch).where(Batch.id == 2).values(block_number=anchor_block(runtime, 2) + 1),
+    )
+    report = audit(runtime)
+    assert kinds(report) == Counter({"anchor_mismatch": 1})
+    assert report.discrepancies[0].batch_id == 2
+
+
+def test_batch_one_stored_in_a_later_block_reads_the_chain_from_its_start(
+    ledger: Any, scans: list[int]
+) -> None:
+    # The database names where to start reading; a wrong start hides nothing.
+    runtime, _ = ledger
+    later = anchor_block(runtime, 3)
+    change(runtime, update(Batch).where(Batch.id == 1).values(block_number=later))
+    report = audit(runtime)
+    assert kinds(report) == Counter({"anchor_mismatch": 1})
+    assert report.discrepancies[0].batch_id == 1
+    assert scans == [later, 0]
 
 
 def test_unanchored_too_long(ledger: Any) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.db import make_engine, make_session_factory
 from app.main import create_app
-from app.models import FLAWED, VERIFIED, BatchEntry, MonitorBatch, MonitorFinding, Record
+from app.models import FLAWED, VERIFIED, BatchEntry, MonitorFinding, Record
 from app.runtime import Runtime
 from app.services import monitor as mon
 from app.services.agencies import add_agency
@@ -29,7 +29,7 @@ from app.settings import Settings
 from ledger.chain import Registry
 from tests.app.test_audit_histories import event, forge
 from tests.support.database import fresh_database
-from tests.support.mirrors import entries_by_batch
+from tests.support.mirrors import entries_by_batch, verdicts
 from tests.support.orders import BUYER_RUC, order
 from tests.support.services import ingest
 
@@ -106,18 +106,6 @@ def mirrored(mirror_url: str) -> dict[str, bytes]:
         with make_session_factory(engine)() as session:
             rows = session.execute(select(Record.hash, Record.canonical)).all()
             return {row[0]: row[1] for row in rows}
-    finally:
-        engine.dispose()
-
-
-def verdicts(mirror_url: str) -> dict[int, tuple[str, int]]:
-    engine = make_engine(mirror_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = session.execute(
-                select(MonitorBatch.batch_id, MonitorBatch.status, MonitorBatch.checks)
-            )
-            return {batch_id: (status, checks) for batch_id, status, checks in rows}
     finally:
         engine.dispose()
 

@@ -23,16 +23,15 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select, update
 
-from app.db import make_engine, make_session_factory
 from app.devchain import free_port
-from app.models import VERIFIED, MonitorBatch, Record
+from app.models import VERIFIED, Record
 from app.runtime import Runtime
 from app.settings import Settings
 from ledger.chain import Registry
 from tests.support.database import fresh_database
 from tests.support.hardhat import wait_until
 from tests.support.load import ServiceProcess, serve
-from tests.support.mirrors import entries_by_batch
+from tests.support.mirrors import entries_by_batch, verdicts
 from tests.support.proxy import FaultyProxy
 from tests.support.services import ancla, ingest, settings_env
 
@@ -116,22 +115,10 @@ def spawn(args: list[str], log: Path, out: Path | None = None) -> subprocess.Pop
     )
 
 
-def verdicts(mirror: str) -> dict[int, tuple[str, int]]:
-    engine = make_engine(mirror)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = session.execute(
-                select(MonitorBatch.batch_id, MonitorBatch.status, MonitorBatch.checks)
-            ).all()
-            return {row[0]: (row[1], row[2]) for row in rows}
-    except Exception:  # noqa: BLE001 - not migrated yet: nothing to say
-        return {}
-    finally:
-        engine.dispose()
-
-
 def verified(mirror: str) -> int:
-    return sum(1 for status, _ in verdicts(mirror).values() if status == VERIFIED)
+    return sum(
+        1 for status, _ in verdicts(mirror, unmigrated_ok=True).values() if status == VERIFIED
+    )
 
 
 def assert_only_verified_batches_are_mirrored(mirror: str, batch_size: int) -> None:

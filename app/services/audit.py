@@ -406,6 +406,8 @@ class Auditor:
         """
         scope = scope or AuditScope()
         report = AuditReport()
+        # A session of its own, closed before the chain is read: no transaction
+        # is held open across the eth_getLogs requests.
         with self.session_factory() as session:
             start = self._scan_start(session)
         # One read of the chain's anchors (eth_getLogs), grouped by batch id.

@@ -32,8 +32,10 @@ everything else, keeps its own copy, and reports what it finds by kind.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Final, NoReturn
 from urllib.parse import urlsplit
 
@@ -515,6 +518,8 @@ class PassReport:
 BLOCKS_PER_QUERY: Final = 10_000
 # Verified records written per statement group, and so never more held in memory.
 RECORDS_PER_WRITE: Final = 2_000
+# Chunks of RECORDS_PER_WRITE read, hashed and parsed ahead of the one being written.
+READ_AHEAD_CHUNKS: Final = 2
 # New batches are checked in groups of at most this many records (a batch larger than
 # that is a group alone) and batches per transaction of the mirror
 # (Monitor._check_group): what a killed monitor checks again, at most.
@@ -548,9 +553,129 @@ class _Outcome:
 Emit = Callable[[Reported], None]
 
 
-class _Trees:
-    """The trees of a list of batches, each asked for (in a thread of its own) when the
-    one before it is taken, so the service builds it while that one is checked."""
+class _Reading:
+    """One reading of a batch's records, in a thread of its own: each line hashed and
+    matched to its leaf, and the records to mirror handed over in chunks of
+    RECORDS_PER_WRITE, at most READ_AHEAD_CHUNKS of them waiting to be taken.
+
+    ``expected`` (the leaves, in order) and ``mirrored`` (the hashes of the batch the
+    mirror holds already, not written again) are what the reading was made for: a
+    reading started ahead of its batch's check is used only if they are what the
+    check itself finds (:meth:`made_for`). A failure of the service (_Transient) is
+    raised to whoever takes the chunks, as if they had read the lines themselves.
+    """
+
+    _END: Final = object()
+
+    def __init__(
+        self,
+        service: ServiceClient,
+        batch_id: int,
+        expected: list[bytes],
+        mirrored: set[bytes],
+    ) -> None:
+        self.batch_id = batch_id
+        self.expected = expected
+        self.mirrored = mirrored
+        # Filled in by the thread, read once the last chunk was taken.
+        self.served = bytearray(len(expected))
+        self.strays: dict[int, bytes] = {}  # line index -> the hash of a line that is no leaf
+        self.stray_bytes: dict[int, bytes] = {}
+        self.extra = 0
+        self.cut_off = False
+        self.why: str | None = None
+        self._service = service
+        self._chunks: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"monitor-read-{batch_id}", daemon=True
+        )
+        self._thread.start()
+
+    def made_for(self, expected: list[bytes], mirrored: set[bytes]) -> bool:
+        return self.expected == expected and self.mirrored == mirrored
+
+    def chunks(self) -> Iterator[list[MirroredRecord]]:
+        """The records to mirror, chunk by chunk, in the order they were served."""
+        while True:
+            item = self._chunks.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop reading (the service's answer is closed) and wait for the thread."""
+        self._closed.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._chunks.get(timeout=0.05)
+        self._thread.join()
+
+    def _hand(self, item: Any) -> bool:
+        """Hand ``item`` over, waiting for room; False once the reading was closed."""
+        while not self._closed.is_set():
+            try:
+                self._chunks.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            with self._service.records(self.batch_id) as answer:
+                if isinstance(answer, str):
+                    self.why = answer
+                elif not self._read(answer):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - raised again by chunks()
+            self._hand(exc)
+            return
+        self._hand(self._END)
+
+    def _read(self, lines: Iterator[bytes]) -> bool:
+        expected, mirrored, served = self.expected, self.mirrored, self.served
+        strays, stray_bytes = self.strays, self.stray_bytes
+        leaf_of = {digest: position for position, digest in enumerate(expected)}.get
+        most = len(expected) + _STRAYS_KEPT
+        pending: list[MirroredRecord] = []
+        for line_number, line in enumerate(lines):
+            if line_number >= most:
+                self.cut_off = True
+                break
+            digest = keccak256(line)
+            position = leaf_of(digest)
+            if position is None:
+                if len(strays) < _STRAYS_KEPT:
+                    strays[line_number] = digest
+                    if len(stray_bytes) < LISTED_PER_KIND:
+                        stray_bytes[line_number] = line
+                else:
+                    self.extra += 1
+                continue
+            if served[position]:
+                continue
+            served[position] = 1
+            if digest in mirrored:
+                continue
+            pending.append(mirror.record_row(position, digest, line, _loads(line)))
+            if len(pending) >= RECORDS_PER_WRITE:
+                if not self._hand(pending):
+                    return False
+                pending = []
+        return not pending or self._hand(pending)
+
+
+class _Ahead:
+    """What the monitor asks for ahead of the batch it checks, in a list of batches:
+    the next batch's tree (in the fetcher thread) as each batch is taken, so that the
+    service builds it while this one is checked; and, once a new batch's records were
+    all read, the next new batch's records (a _Reading), so that they are read and
+    hashed while this one's last chunk is written and its verdict made (a batch's
+    first chunk, the wait for the service's answer and the mirror's reads before it
+    had left the mirror's writer idle for a fifth of a catch-up, measured)."""
 
     def __init__(
         self, fetcher: ThreadPoolExecutor, service: ServiceClient, batches: list[_Anchored]
@@ -558,19 +683,54 @@ class _Trees:
         self._fetcher = fetcher
         self._service = service
         self._batches = batches
-        self._ahead: tuple[int, Future[tuple[MerkleTree | None, str]]] | None = None
+        self._tree: tuple[int, Future[tuple[MerkleTree | None, str]]] | None = None
+        self._reading: tuple[int, _Reading] | None = None
 
-    def take(self, index: int) -> Future[tuple[MerkleTree | None, str]] | None:
-        """The tree of ``batches[index]`` being fetched, or None (then ask for it)."""
-        current = None
-        if self._ahead is not None and self._ahead[0] == index:
-            current = self._ahead[1]
-        self._ahead = None
+    def take(
+        self, index: int
+    ) -> tuple[Future[tuple[MerkleTree | None, str]] | None, _Reading | None]:
+        """The tree of ``batches[index]`` being fetched and its records being read, or
+        None for either (then ask for it); the next batch's tree is asked for."""
+        tree = None
+        if self._tree is not None and self._tree[0] == index:
+            tree = self._tree[1]
+        self._tree = None
+        reading = None
+        if self._reading is not None and self._reading[0] == index:
+            reading = self._reading[1]
+        else:
+            self._drop_reading()
+        self._reading = None
         following = index + 1
         if following < len(self._batches):
             batch_id = self._batches[following].batch_id
-            self._ahead = (following, self._fetcher.submit(self._service.tree, batch_id))
-        return current
+            self._tree = (following, self._fetcher.submit(self._service.tree, batch_id))
+        return tree, reading
+
+    def read(self, index: int) -> None:
+        """Start reading the records of ``batches[index]`` if it is new and its tree
+        (waited for: its check would wait for it next) is the chain's: what its check
+        would read them against. A tree the service failed to give is asked for again
+        by the check, which reads the records itself then."""
+        if index >= len(self._batches) or self._tree is None or self._tree[0] != index:
+            return
+        anchored, tree = self._batches[index], self._tree[1]
+        if anchored.status != SEEN or tree.exception() is not None:
+            return
+        served, _ = tree.result()
+        if served is None or served.root != anchored.event.root:
+            return
+        self._drop_reading()
+        expected = [bytes.fromhex(value[2:]) for value in served.hashes]
+        self._reading = (index, _Reading(self._service, anchored.batch_id, expected, set()))
+
+    def close(self) -> None:
+        self._drop_reading()
+
+    def _drop_reading(self) -> None:
+        if self._reading is not None:
+            self._reading[1].close()
+            self._reading = None
 
 
 class Monitor:
@@ -696,14 +856,28 @@ class Monitor:
         the monitor would otherwise spend idle). New batches are checked a group at a
         time (:meth:`_check_group`), checked ones again one by one. False if ``stop``
         was set."""
-        trees = _Trees(self._fetcher, self.service, batches)
+        ahead = _Ahead(self._fetcher, self.service, batches)
+        try:
+            return self._check_in_turn(batches, ahead, report, stop, again=again)
+        finally:
+            ahead.close()
+
+    def _check_in_turn(
+        self,
+        batches: list[_Anchored],
+        ahead: _Ahead,
+        report: PassReport,
+        stop: threading.Event | None,
+        *,
+        again: bool,
+    ) -> bool:
         index = 0
         while index < len(batches):
             if stop is not None and stop.is_set():
                 return False
             if again:
                 with _collected_after():
-                    self._check(batches[index], report, tree=trees.take(index))
+                    self._check(batches[index], report, tree=ahead.take(index)[0])
                 report.batches_rechecked += 1
                 index += 1
                 continue
@@ -717,12 +891,12 @@ class Monitor:
                 records += batches[end].event.leaf_count
                 end += 1
             with _collected_after():
-                self._check_group(batches[index:end], index, trees, report)
+                self._check_group(batches[index:end], index, ahead, report)
             index = end
         return True
 
     def _check_group(
-        self, group: list[_Anchored], first: int, trees: _Trees, report: PassReport
+        self, group: list[_Anchored], first: int, ahead: _Ahead, report: PassReport
     ) -> None:
         """Check new batches in one transaction of the mirror, each with its verdict, and
         report them once it is committed. A mirror of a million records spent a third of
@@ -732,16 +906,39 @@ class Monitor:
         failure to be asked again (a _Transient) rolls the whole group back, and its
         batches are then checked one by one, each asked again with back-off."""
         if len(group) == 1:
-            self._check(group[0], report, tree=trees.take(first))
+            tree, reading = ahead.take(first)
+            try:
+                self._check(
+                    group[0],
+                    report,
+                    tree=tree,
+                    reading=reading,
+                    then=partial(ahead.read, first + 1),
+                )
+            finally:
+                if reading is not None:
+                    reading.close()
             report.batches_checked += 1
             return
         outcomes: list[_Outcome] = []
         try:
             with self.sessions() as session, session.begin(), serialized_writes(session):
-                for offset, anchored in enumerate(group):
-                    outcomes.append(
-                        self._check_in(session, anchored, {}, tree=trees.take(first + offset))
-                    )
+                for index in range(first, first + len(group)):
+                    tree, reading = ahead.take(index)
+                    try:
+                        outcomes.append(
+                            self._check_in(
+                                session,
+                                group[index - first],
+                                {},
+                                tree=tree,
+                                reading=reading,
+                                then=partial(ahead.read, index + 1),
+                            )
+                        )
+                    finally:
+                        if reading is not None:
+                            reading.close()
         except _Transient as exc:
             self.metrics.service_errors.inc()
             log.warning(
@@ -917,10 +1114,13 @@ class Monitor:
         report: PassReport,
         *,
         tree: Future[tuple[MerkleTree | None, str]] | None = None,
+        reading: _Reading | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """Check one batch, asking the service again with back-off when it fails; if it
-        answers everything but this batch, that is a finding about this batch. ``tree``:
-        its tree, being fetched already (for the first attempt)."""
+        answers everything but this batch, that is a finding about this batch. ``tree``,
+        ``reading``: its tree being fetched and its records being read already, ``then``
+        called once they were all read (for the first attempt; see :meth:`_check_in`)."""
         outcome = None
         failure: _Transient | None = None
         for attempt in range(self.retry.attempts):
@@ -936,7 +1136,11 @@ class Monitor:
                 )
                 self.sleep(wait)
             try:
-                outcome = self._check_once(anchored, {}, tree=tree if not attempt else None)
+                outcome = (
+                    self._check_once(anchored, {}, tree=tree, reading=reading, then=then)
+                    if not attempt
+                    else self._check_once(anchored, {})
+                )
                 break
             except _Transient as exc:
                 self.metrics.service_errors.inc()
@@ -988,6 +1192,8 @@ class Monitor:
         unavailable: Mapping[str, str],
         *,
         tree: Future[tuple[MerkleTree | None, str]] | None = None,
+        reading: _Reading | None = None,
+        then: Callable[[], None] | None = None,
     ) -> _Outcome:
         """One check of one batch, in one transaction of the mirror: committed whole
         with its verdict, or not at all (a _Transient failure rolls it back).
@@ -998,7 +1204,9 @@ class Monitor:
         # and, after it, the WAL copied back into the file by a thread of its own
         # (app.db), not inside a later commit of the monitor's.
         with self.sessions() as session, session.begin(), serialized_writes(session):
-            return self._check_in(session, anchored, unavailable, tree=tree)
+            return self._check_in(
+                session, anchored, unavailable, tree=tree, reading=reading, then=then
+            )
 
     def _check_in(
         self,
@@ -1007,9 +1215,15 @@ class Monitor:
         unavailable: Mapping[str, str],
         *,
         tree: Future[tuple[MerkleTree | None, str]] | None = None,
+        reading: _Reading | None = None,
+        then: Callable[[], None] | None = None,
     ) -> _Outcome:
         """One check of one batch in the open transaction of ``session``: its records,
-        entries, verdict and findings written there, committed by the caller."""
+        entries, verdict and findings written there, committed by the caller.
+
+        ``reading``: the batch's records being read already (used only if made for the
+        leaves and mirrored records found here; closed by the caller); ``then``: called
+        once its records were all read, while the last of them are being written."""
         event = anchored.event
         batch_id = event.batch_id
         found = _Findings(batch_id)
@@ -1062,7 +1276,15 @@ class Monitor:
             session.flush()
         writer = RecordWriter(session, batch_id=batch_id, proofs=proofs)
         chained = self._read_records(
-            session, found, batch_id, expected, held, writer, unavailable.get("records")
+            session,
+            found,
+            batch_id,
+            expected,
+            held,
+            writer,
+            unavailable.get("records"),
+            reading=reading,
+            then=then,
         )
         self._check_histories(session, found, chained)
         complete = len(held) + writer.written == len(expected)
@@ -1095,18 +1317,14 @@ class Monitor:
         held: dict[int, bytes],
         writer: RecordWriter,
         unavailable: str | None,
+        *,
+        reading: _Reading | None = None,
+        then: Callable[[], None] | None = None,
     ) -> dict[str, set[tuple[Any, ...]]]:
         """Stream the batch's records, write those that hash to a leaf and are not
         mirrored yet, and name every leaf not served; the chains the new ones extend."""
-        leaves = {digest: position for position, digest in enumerate(expected)}
         mirrored = set(held.values())
-        served = bytearray(len(expected))
-        strays: dict[int, bytes] = {}  # line index -> the hash of a line that is no leaf
-        stray_bytes: dict[int, bytes] = {}
-        extra = 0
-        cut_off = False
         chained: dict[str, set[tuple[Any, ...]]] = {}
-        why = unavailable
         # The chunk being written by the writer thread, while the next one is read.
         writing: tuple[list[MirroredRecord], Future[list[MirroredRecord]]] | None = None
 
@@ -1123,39 +1341,28 @@ class Monitor:
             if rows:
                 writing = (rows, self._writer.submit(writer.flush, rows))
 
-        if why is None:
-            with self.service.records(batch_id) as answer, _settled(lambda: writing):
-                if isinstance(answer, str):
-                    why = answer
-                else:
-                    pending: list[MirroredRecord] = []
-                    leaf_of = leaves.get
-                    most = len(expected) + _STRAYS_KEPT
-                    for line_number, line in enumerate(answer):
-                        if line_number >= most:
-                            cut_off = True
-                            break
-                        digest = keccak256(line)
-                        position = leaf_of(digest)
-                        if position is None:
-                            if len(strays) < _STRAYS_KEPT:
-                                strays[line_number] = digest
-                                if len(stray_bytes) < LISTED_PER_KIND:
-                                    stray_bytes[line_number] = line
-                            else:
-                                extra += 1
-                            continue
-                        if served[position]:
-                            continue
-                        served[position] = 1
-                        if digest in mirrored:
-                            continue
-                        pending.append(mirror.record_row(position, digest, line, _loads(line)))
-                        if len(pending) >= RECORDS_PER_WRITE:
-                            write(pending)
-                            pending = []
-                    write(pending)
+        if unavailable is not None:
+            why: str | None = unavailable
+            served = bytearray(len(expected))
+            strays: dict[int, bytes] = {}
+            stray_bytes: dict[int, bytes] = {}
+            extra, cut_off = 0, False
+        else:
+            own = None
+            if reading is None or not reading.made_for(expected, mirrored):
+                reading = own = _Reading(self.service, batch_id, expected, mirrored)
+            try:
+                with _settled(lambda: writing):
+                    for chunk in reading.chunks():
+                        write(chunk)
+                    if then is not None:
+                        then()
                     settle()
+            finally:
+                if own is not None:
+                    own.close()
+            why, served, strays = reading.why, reading.served, reading.strays
+            stray_bytes, extra, cut_off = reading.stray_bytes, reading.extra, reading.cut_off
         self._name_missing(session, found, batch_id, expected, served, mirrored, strays, why)
         for line_number, digest in strays.items():
             if line_number < len(expected) and not served[line_number]:

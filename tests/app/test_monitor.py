@@ -7,6 +7,7 @@ client); tests/e2e/test_monitor_cli.py drives `ancla monitor` against `ancla ser
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.db import make_engine, make_session_factory
 from app.main import create_app
-from app.models import FLAWED, VERIFIED, BatchEntry, MonitorFinding, Record
+from app.models import FLAWED, SEEN, VERIFIED, BatchEntry, MonitorFinding, Record
 from app.runtime import Runtime
 from app.services import monitor as mon
 from app.services.agencies import add_agency
@@ -647,6 +648,46 @@ def test_a_stream_cut_off_mid_group_rolls_the_group_back_and_checks_each_batch_o
     assert monitor.metrics.service_errors._value.get() == 1
     assert monitor.metrics.batches_verified._value.get() == 5
     assert waits == []  # asked again at once, one batch at a time: none failed twice
+
+
+def test_a_pass_stopped_while_the_next_batch_is_read_ahead_leaves_it_unchecked(
+    service: Runtime, watch: Watch, mirror_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches 1-8 are one group (BATCHES_PER_TRANSACTION); once batch 8's records
+    # were all read, batch 9's are read ahead, in a thread of their own, while batch
+    # 8's last ones are written. The pass is stopped at that moment: the group
+    # commits, batch 9's reading is dropped unused, no reading thread outlives the
+    # pass, batch 9 is left unchecked, and the next pass reads it again and verifies it.
+    assert mon.BATCHES_PER_TRANSACTION == 8
+    hashes = anchor(service, range(10 * BATCH_SIZE))
+    monitor = watch(recheck=0)
+    stop = threading.Event()
+    fetch = monitor.service.records
+    asked: list[tuple[int, str]] = []
+
+    def records(batch_id: int) -> Any:
+        asked.append((batch_id, threading.current_thread().name))
+        if batch_id == 9:
+            stop.set()
+        return fetch(batch_id)
+
+    monkeypatch.setattr(monitor.service, "records", records)
+    report = monitor.run_pass(stop=stop)
+    assert asked == [(batch, f"monitor-read-{batch}") for batch in range(1, 10)]
+    assert (report.batches_checked, report.batches_verified, report.error) == (8, 8, None)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("monitor-read")]
+    assert verdicts(mirror_url) == {
+        **dict.fromkeys(range(1, 9), (VERIFIED, 1)),
+        9: (SEEN, 0),
+        10: (SEEN, 0),
+    }
+    assert entries_by_batch(mirror_url) == dict.fromkeys(range(1, 9), BATCH_SIZE)
+
+    report = monitor.run_pass()
+    assert (report.batches_checked, report.batches_verified, report.findings) == (2, 2, [])
+    assert [batch for batch, _ in asked[9:]] == [9, 10]
+    assert verdicts(mirror_url) == dict.fromkeys(range(1, 11), (VERIFIED, 1))
+    assert sorted(mirrored(mirror_url)) == sorted(hashes)
 
 
 def _keccak(data: bytes) -> str:

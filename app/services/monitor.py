@@ -766,8 +766,9 @@ class Monitor:
         self.lock = MirrorLock(engine)
         self.chain_id = 0
         # One thread asks for the next batch's tree, one writes verified records into
-        # the mirror while the next ones are read and hashed (SQLite and psycopg let
-        # go of the GIL while the database works); at most one of each at a time.
+        # the mirror while the next ones are read and hashed (by a _Reading's thread;
+        # SQLite and psycopg let go of the GIL while the database works); at most one
+        # of each at a time.
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-fetch")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-write")
 

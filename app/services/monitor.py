@@ -668,6 +668,17 @@ class _Reading:
         return not pending or self._hand(pending)
 
 
+@dataclass(frozen=True, slots=True)
+class _Prefetched:
+    """What was asked for ahead of one batch's check (:meth:`_Ahead.taking`): its tree
+    being fetched, its records being read (or None for either: the check asks for
+    them), and what to call once its records were all read: the next batch's reading."""
+
+    tree: Future[tuple[MerkleTree | None, str]] | None
+    reading: _Reading | None
+    then: Callable[[], None]
+
+
 class _Ahead:
     """What the monitor asks for ahead of the batch it checks, in a list of batches:
     the next batch's tree (in the fetcher thread) as each batch is taken, so that the
@@ -706,6 +717,16 @@ class _Ahead:
             batch_id = self._batches[following].batch_id
             self._tree = (following, self._fetcher.submit(self._service.tree, batch_id))
         return tree, reading
+
+    @contextmanager
+    def taking(self, index: int) -> Iterator[_Prefetched]:
+        """:meth:`take`, for the check of ``batches[index]``; its reading closed after."""
+        tree, reading = self.take(index)
+        try:
+            yield _Prefetched(tree, reading, partial(self.read, index + 1))
+        finally:
+            if reading is not None:
+                reading.close()
 
     def read(self, index: int) -> None:
         """Start reading the records of ``batches[index]`` if it is new and its tree
@@ -877,8 +898,8 @@ class Monitor:
             if stop is not None and stop.is_set():
                 return False
             if again:
-                with _collected_after():
-                    self._check(batches[index], report, tree=ahead.take(index)[0])
+                with _collected_after(), ahead.taking(index) as prefetched:
+                    self._check(batches[index], report, prefetched=prefetched)
                 report.batches_rechecked += 1
                 index += 1
                 continue
@@ -907,39 +928,16 @@ class Monitor:
         failure to be asked again (a _Transient) rolls the whole group back, and its
         batches are then checked one by one, each asked again with back-off."""
         if len(group) == 1:
-            tree, reading = ahead.take(first)
-            try:
-                self._check(
-                    group[0],
-                    report,
-                    tree=tree,
-                    reading=reading,
-                    then=partial(ahead.read, first + 1),
-                )
-            finally:
-                if reading is not None:
-                    reading.close()
+            with ahead.taking(first) as prefetched:
+                self._check(group[0], report, prefetched=prefetched)
             report.batches_checked += 1
             return
         outcomes: list[_Outcome] = []
         try:
             with self.sessions() as session, session.begin(), serialized_writes(session):
-                for index in range(first, first + len(group)):
-                    tree, reading = ahead.take(index)
-                    try:
-                        outcomes.append(
-                            self._check_in(
-                                session,
-                                group[index - first],
-                                {},
-                                tree=tree,
-                                reading=reading,
-                                then=partial(ahead.read, index + 1),
-                            )
-                        )
-                    finally:
-                        if reading is not None:
-                            reading.close()
+                for offset, anchored in enumerate(group):
+                    with ahead.taking(first + offset) as prefetched:
+                        outcomes.append(self._check_in(session, anchored, {}, prefetched))
         except _Transient as exc:
             self.metrics.service_errors.inc()
             log.warning(
@@ -1114,14 +1112,11 @@ class Monitor:
         anchored: _Anchored,
         report: PassReport,
         *,
-        tree: Future[tuple[MerkleTree | None, str]] | None = None,
-        reading: _Reading | None = None,
-        then: Callable[[], None] | None = None,
+        prefetched: _Prefetched | None = None,
     ) -> None:
         """Check one batch, asking the service again with back-off when it fails; if it
-        answers everything but this batch, that is a finding about this batch. ``tree``,
-        ``reading``: its tree being fetched and its records being read already, ``then``
-        called once they were all read (for the first attempt; see :meth:`_check_in`)."""
+        answers everything but this batch, that is a finding about this batch.
+        ``prefetched``: what was asked for ahead of it, for the first attempt."""
         outcome = None
         failure: _Transient | None = None
         for attempt in range(self.retry.attempts):
@@ -1137,11 +1132,7 @@ class Monitor:
                 )
                 self.sleep(wait)
             try:
-                outcome = (
-                    self._check_once(anchored, {}, tree=tree, reading=reading, then=then)
-                    if not attempt
-                    else self._check_once(anchored, {})
-                )
+                outcome = self._check_once(anchored, {}, None if attempt else prefetched)
                 break
             except _Transient as exc:
                 self.metrics.service_errors.inc()
@@ -1191,40 +1182,35 @@ class Monitor:
         self,
         anchored: _Anchored,
         unavailable: Mapping[str, str],
-        *,
-        tree: Future[tuple[MerkleTree | None, str]] | None = None,
-        reading: _Reading | None = None,
-        then: Callable[[], None] | None = None,
+        prefetched: _Prefetched | None = None,
     ) -> _Outcome:
         """One check of one batch, in one transaction of the mirror: committed whole
         with its verdict, or not at all (a _Transient failure rolls it back).
 
         ``unavailable`` says what not to ask for again, and why ("tree", "records").
         """
-        # serialized_writes: on SQLite, the service's write cache for the transaction
-        # and, after it, the WAL copied back into the file by a thread of its own
-        # (app.db), not inside a later commit of the monitor's.
+        # serialized_writes: on SQLite, the service's write cache for the transaction.
+        # (It pokes the checkpointer thread on its way out, before this commit; a
+        # group's WAL passes SQLite's autocheckpoint threshold, so the commit copies
+        # it back itself. Poking after the commit, with a higher threshold for the
+        # mirror, measured no gain: bench/README.)
         with self.sessions() as session, session.begin(), serialized_writes(session):
-            return self._check_in(
-                session, anchored, unavailable, tree=tree, reading=reading, then=then
-            )
+            return self._check_in(session, anchored, unavailable, prefetched)
 
     def _check_in(
         self,
         session: Session,
         anchored: _Anchored,
         unavailable: Mapping[str, str],
-        *,
-        tree: Future[tuple[MerkleTree | None, str]] | None = None,
-        reading: _Reading | None = None,
-        then: Callable[[], None] | None = None,
+        prefetched: _Prefetched | None = None,
     ) -> _Outcome:
         """One check of one batch in the open transaction of ``session``: its records,
         entries, verdict and findings written there, committed by the caller.
 
-        ``reading``: the batch's records being read already (used only if made for the
-        leaves and mirrored records found here; closed by the caller); ``then``: called
-        once its records were all read, while the last of them are being written."""
+        ``prefetched``: its tree being fetched and its records being read already (a
+        reading used only if made for the leaves and mirrored records found here), and
+        what to call once its records were all read, while the last are written."""
+        tree = prefetched.tree if prefetched is not None else None
         event = anchored.event
         batch_id = event.batch_id
         found = _Findings(batch_id)
@@ -1284,8 +1270,8 @@ class Monitor:
             held,
             writer,
             unavailable.get("records"),
-            reading=reading,
-            then=then,
+            reading=prefetched.reading if prefetched is not None else None,
+            then=prefetched.then if prefetched is not None else None,
         )
         self._check_histories(session, found, chained)
         complete = len(held) + writer.written == len(expected)

@@ -875,8 +875,9 @@ class Monitor:
     ) -> bool:
         """Check ``batches`` in order, each batch's tree asked for while the one before
         it is checked (the service builds a tree of 10,000 leaves in about 0.1 s, a wait
-        the monitor would otherwise spend idle). New batches are checked a group at a
-        time (:meth:`_check_group`), checked ones again one by one. False if ``stop``
+        the monitor would otherwise spend idle) and a new batch's records read while the
+        one before it is finished (:class:`_Ahead`). New batches are checked a group at
+        a time (:meth:`_check_group`), checked ones again one by one. False if ``stop``
         was set."""
         ahead = _Ahead(self._fetcher, self.service, batches)
         try:

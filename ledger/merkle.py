@@ -207,6 +207,12 @@ class MerkleTree:
         """The record hashes, in the order they were given."""
         return [to_hex(v) for v in self._values]
 
+    @property
+    def digests(self) -> list[bytes]:
+        """The record hashes as 32 bytes each, in the order they were given (a copy:
+        :attr:`hashes` without the hex round trip)."""
+        return list(self._values)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -742,7 +742,7 @@ class _Ahead:
         if served is None or served.root != anchored.event.root:
             return
         self._drop_reading()
-        expected = [bytes.fromhex(value[2:]) for value in served.hashes]
+        expected = served.digests
         self._reading = (index, _Reading(self._service, anchored.batch_id, expected, set()))
 
     def close(self) -> None:
@@ -1255,7 +1255,7 @@ class Monitor:
                     f"batch {batch_id}: the service's tree has {len(served)} leaves, the "
                     f"chain's event says {event.leaf_count}",
                 )
-            expected = [bytes.fromhex(value[2:]) for value in served.hashes]
+            expected = served.digests
             proofs = served.proof_bytes()
             assert timestamp is not None  # noqa: S101 - not VERIFIED
             mirror.add_batch_row(
@@ -1554,7 +1554,7 @@ def _compare_trees(
             "it had when verified",
             subject=f"root {tree.root}",
         )
-    elif [bytes.fromhex(value[2:]) for value in tree.hashes] != expected:
+    elif tree.digests != expected:
         found.add(
             TREE_CHANGED,
             f"batch {batch_id}'s tree lists its {len(tree)} records in another order than "

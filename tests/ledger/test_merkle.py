@@ -58,6 +58,9 @@ def test_known_answers_from_openzeppelin(case: dict[str, Any]) -> None:
     tree = MerkleTree.of(case["hashes"])
     assert tree.root == case["root"]
     assert tree.proofs() == case["proofs"]
+    assert tree.digests == [bytes.fromhex(h[2:]) for h in case["hashes"]]
+    tree.digests.clear()  # a copy: the tree's values stay
+    assert tree.hashes == case["hashes"]
     assert [tree.proof(h) for h in case["hashes"]] == case["proofs"]
     assert tree.proof_bytes() == [
         b"".join(bytes.fromhex(node[2:]) for node in proof) for proof in case["proofs"]
